@@ -1,0 +1,166 @@
+"""The `fmesh-events` command line (click). Entry point only: it reads settings and calls
+into the stages and foundations; nothing below imports it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from fmesh_events import __version__
+from fmesh_events.settings import Settings
+
+
+def _settings(ctx: click.Context) -> Settings:
+    settings: Settings = ctx.obj
+    return settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="fmesh-events")
+@click.option("--kubeconfig", type=click.Path(path_type=Path), envvar="FMESH_KUBECONFIG",
+              help="Kubeconfig file (default: in-cluster, then $KUBECONFIG).")
+@click.option("--context", "kube_context", envvar="FMESH_KUBE_CONTEXT",
+              help="Context in the kubeconfig.")
+@click.option("--pulsar-service-url", envvar="FMESH_PULSAR_SERVICE_URL",
+              help="Pulsar broker URL, pulsar:// or pulsar+ssl://.")
+@click.option("--pulsar-admin-url", envvar="FMESH_PULSAR_ADMIN_URL",
+              help="Pulsar admin API URL, http:// or https://.")
+@click.option("--pulsar-auth-token", envvar="FMESH_PULSAR_AUTH_TOKEN",
+              help="JWT for Pulsar (client and admin).")
+@click.option("--pulsar-tls-trust-certs-file", type=click.Path(path_type=Path),
+              envvar="FMESH_PULSAR_TLS_TRUST_CERTS_FILE", help="CA bundle for Pulsar TLS.")
+@click.option("--pulsar-tls-cert-file", type=click.Path(path_type=Path),
+              envvar="FMESH_PULSAR_TLS_CERT_FILE", help="Client certificate (mTLS).")
+@click.option("--pulsar-tls-key-file", type=click.Path(path_type=Path),
+              envvar="FMESH_PULSAR_TLS_KEY_FILE", help="Client key (mTLS).")
+@click.option("--system-namespace", envvar="FMESH_SYSTEM_NAMESPACE",
+              help="Pulsar namespace of the operator's topics [public/fmesh-system].")
+@click.option("--log-level", envvar="FMESH_LOG_LEVEL", help="Log level [WARNING].")
+@click.pass_context
+def main(ctx: click.Context, /, **flags: Any) -> None:
+    """Run Apache Pulsar Functions, Sources and Sinks on Kubernetes (Function Mesh CRDs),
+    as an event-driven operator built on Pulsar."""
+    given = {key: value for key, value in flags.items() if value is not None}
+    ctx.obj = Settings(**given)
+
+
+@main.command()
+@click.option("--write", "write_dir", type=click.Path(path_type=Path),
+              help="Write one file per CRD into this directory instead of printing.")
+def crds(write_dir: Path | None) -> None:
+    """Print the CustomResourceDefinitions, generated from the pydantic models."""
+    from fmesh_events.models import crd
+
+    if write_dir is None:
+        click.echo(crd.dump_crds_yaml(), nl=False)
+        return
+    for path in crd.write_crds(write_dir):
+        click.echo(str(path))
+
+
+@main.group()
+def dev() -> None:
+    """A local stack: a real Pulsar broker and a real Kubernetes control plane."""
+
+
+def _stack_dir(ctx: click.Context) -> Path:
+    return _settings(ctx).resolved_stack_dir
+
+
+def _default_crds() -> list[Path]:
+    """The committed CRDs next to the package (a checkout), else generate them."""
+    repo_crds = Path(__file__).resolve().parent.parent / "crds"
+    files = sorted(repo_crds.glob("*.yaml")) if repo_crds.is_dir() else []
+    if files:
+        return files
+    from fmesh_events.models import crd
+
+    return crd.write_crds(Path.home() / ".cache" / "fmesh-events" / "crds")
+
+
+@dev.command("up")
+@click.option("--backend", type=click.Choice(["auto", "local", "docker"]), envvar="FMESH_STACK_BACKEND",
+              default="auto", show_default=True,
+              help="local: processes built from package registries; docker: testcontainers.")
+@click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+@click.pass_context
+def dev_up(ctx: click.Context, backend: str, output: str) -> None:
+    """Start the stack (first time: fetch and build, with progress), apply the CRDs, print
+    the KUBECONFIG path and the Pulsar URLs."""
+    from fmesh_events import devstack
+
+    settings = _settings(ctx)
+    try:
+        stack = devstack.up(_stack_dir(ctx), settings.cache_dir, backend, crds=_default_crds())
+    except devstack.StackError as error:
+        raise click.ClickException(str(error)) from error
+    info = devstack.status(stack.dir)
+    if output == "json":
+        click.echo(json.dumps(info, indent=2))
+        return
+    click.echo(f"dev stack up in {stack.started_seconds}s ({stack.backend}); use it with:")
+    ctx.invoke(dev_env, kubectl_path=False)
+
+
+@dev.command("env")
+@click.option("--kubectl", "kubectl_path", is_flag=True,
+              help="Print only the path of the kubectl that matches the stack.")
+@click.pass_context
+def dev_env(ctx: click.Context, kubectl_path: bool) -> None:
+    """Print shell exports for the running stack: eval "$(fmesh-events dev env)"."""
+    from fmesh_events import devstack
+
+    try:
+        stack = devstack.StackInfo.load(_stack_dir(ctx))
+    except devstack.StackError as error:
+        raise click.ClickException(str(error)) from error
+    if kubectl_path:
+        click.echo(stack.kubectl_path)
+        return
+    click.echo(f"export KUBECONFIG={stack.kubeconfig}")
+    click.echo(f"export FMESH_KUBECONFIG={stack.kubeconfig}")
+    click.echo(f"export FMESH_PULSAR_SERVICE_URL={stack.pulsar_service_url}")
+    click.echo(f"export FMESH_PULSAR_ADMIN_URL={stack.pulsar_admin_url}")
+
+
+@dev.command("down")
+@click.pass_context
+def dev_down(ctx: click.Context) -> None:
+    """Stop the stack and keep its logs."""
+    from fmesh_events import devstack
+
+    try:
+        stack = devstack.StackInfo.load(_stack_dir(ctx))
+    except devstack.StackError as error:
+        raise click.ClickException(str(error)) from error
+    devstack.down(stack)
+    click.echo(f"dev stack in {stack.dir} stopped")
+
+
+@dev.command("status")
+@click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+@click.pass_context
+def dev_status(ctx: click.Context, output: str) -> None:
+    """What runs, where, and how to reach it. Exit 1 when something is stopped."""
+    from fmesh_events import devstack
+
+    try:
+        info = devstack.status(_stack_dir(ctx))
+    except devstack.StackError as error:
+        raise click.ClickException(str(error)) from error
+    processes: dict[str, str] = info["processes"]  # type: ignore[assignment]
+    if output == "json":
+        click.echo(json.dumps(info, indent=2))
+    else:
+        for key in ("backend", "kubeconfig", "pulsar_service_url", "pulsar_admin_url"):
+            click.echo(f"{key:<20} {info[key]}")
+        for name, state in processes.items():
+            click.echo(f"{name:<20} {state}")
+    healthy = all(state == "running" for state in processes.values()) or bool(info["containers"])
+    sys.exit(0 if healthy else 1)

@@ -1,0 +1,253 @@
+"""Fetch and build the dev stack's parts from package registries, cached outside the work tree.
+
+- Apache Pulsar standalone: Maven Central, via `mvn dependency:copy-dependencies`.
+- kube-apiserver, kube-controller-manager, kube-scheduler, kubectl: `go build` through a
+  wrapper module (k8s.io/kubernetes replaces its staging modules with local paths, so it
+  cannot be `go install`ed directly).
+- etcd: `go build` through a wrapper module (same reason).
+- KWOK: `go install`.
+
+Every build lands in a versioned directory with a `.complete` marker, so a second start
+finds it and does nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from fmesh_events.devstack.progress import Progress
+
+PULSAR_VERSION = "4.0.7"  # 4.0.8 lacks jetcd-core-shaded on Maven Central
+KUBERNETES_VERSION = "1.34.4"
+ETCD_VERSION = "3.6.16"
+KWOK_VERSION = "0.7.0"
+
+KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+
+
+class BuildError(RuntimeError):
+    """A part of the stack could not be fetched or built; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """Binaries and class path of one built stack."""
+
+    pulsar_lib: Path
+    etcd: Path
+    kube_apiserver: Path
+    kube_controller_manager: Path
+    kube_scheduler: Path
+    kubectl: Path
+    kwok: Path
+
+    @property
+    def versions(self) -> dict[str, str]:
+        return {
+            "pulsar": PULSAR_VERSION,
+            "kubernetes": KUBERNETES_VERSION,
+            "etcd": ETCD_VERSION,
+            "kwok": KWOK_VERSION,
+        }
+
+
+def _asset(name: str) -> str:
+    return (resources.files("fmesh_events.devstack") / "assets" / name).read_text()
+
+
+def _run(cmd: Sequence[str], cwd: Path, progress: Progress, what: str,
+         env: dict[str, str] | None = None) -> None:
+    """Run one build step, printing a heartbeat so a long cold build shows it is alive."""
+    log_path = cwd / f"{what.replace(' ', '-')}.log"
+    started = time.monotonic()
+    done = threading.Event()
+
+    def heartbeat() -> None:
+        while not done.wait(30):
+            progress.say(f"  ... {what}: {int(time.monotonic() - started)}s so far")
+
+    ticker = threading.Thread(target=heartbeat, daemon=True)
+    ticker.start()
+    try:
+        with log_path.open("w") as log:
+            proc = subprocess.run(
+                list(cmd), cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})}, check=False,
+            )
+    finally:
+        done.set()
+    if proc.returncode != 0:
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-25:])
+        raise BuildError(f"{what} failed (exit {proc.returncode}); last lines of {log_path}:\n{tail}")
+    progress.say(f"  {what}: done in {int(time.monotonic() - started)}s")
+
+
+def _complete(directory: Path) -> bool:
+    return (directory / ".complete").exists()
+
+
+def _mark_complete(directory: Path, info: dict[str, str]) -> None:
+    (directory / ".complete").write_text(json.dumps(info) + "\n")
+
+
+def ensure_pulsar(cache: Path, progress: Progress) -> Path:
+    """Resolve pulsar-broker and a log4j2 binding into <cache>/pulsar-<v>/lib."""
+    home = cache / f"pulsar-{PULSAR_VERSION}"
+    lib = home / "lib"
+    if _complete(home):
+        return lib
+    if shutil.which("mvn") is None or shutil.which("java") is None:
+        raise BuildError(
+            "Pulsar needs `java` (17+) and `mvn` on PATH: apt-get install maven openjdk-17-jre-headless"
+        )
+    progress.say(f"fetching Apache Pulsar {PULSAR_VERSION} from Maven Central (first time only)")
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "pom.xml").write_text(_asset("pom.xml").replace("@PULSAR_VERSION@", PULSAR_VERSION))
+    (home / "settings.xml").write_text(_asset("maven-settings.xml"))
+    if lib.exists():
+        shutil.rmtree(lib)
+    _run(["mvn", "-B", "-q", "-s", "settings.xml", "-f", "pom.xml",
+          "dependency:copy-dependencies", f"-DoutputDirectory={lib}", "-DincludeScope=runtime"],
+         home, progress, "maven resolve pulsar")
+    _mark_complete(home, {"pulsar": PULSAR_VERSION})
+    return lib
+
+
+def _go_env() -> dict[str, str]:
+    # GOFLAGS=-mod=mod lets the wrapper module add what it needs without a tidy that would
+    # also fetch every test-only dependency of Kubernetes.
+    return {"GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local", "CGO_ENABLED": "0"}
+
+
+def _kube_wrapper_gomod() -> str:
+    """go.mod that builds k8s.io/kubernetes with each staging module taken from the proxy."""
+    env = {**os.environ, "GOFLAGS": "-mod=mod"}
+    info = subprocess.run(
+        ["go", "mod", "download", "-json", f"k8s.io/kubernetes@v{KUBERNETES_VERSION}"],
+        capture_output=True, text=True, check=False, env=env, cwd="/",
+    )
+    if info.returncode != 0:
+        raise BuildError(
+            f"go mod download k8s.io/kubernetes@v{KUBERNETES_VERSION}: {info.stdout}{info.stderr}"
+        )
+    upstream = Path(json.loads(info.stdout)["GoMod"]).read_text()
+    staging = sorted(
+        line.split("=>")[0].strip()
+        for line in upstream.splitlines()
+        if "=> ./staging/src/" in line
+    )
+    if not staging:
+        raise BuildError("found no staging modules in k8s.io/kubernetes' go.mod")
+    minor = KUBERNETES_VERSION.split(".", 1)[1]
+    replaces = "\n".join(f"\t{m} => {m} v0.{minor}" for m in staging)
+    return (
+        "module fmesh-events/kube-build\n\ngo 1.24.0\n\n"
+        f"require k8s.io/kubernetes v{KUBERNETES_VERSION}\n\nreplace (\n{replaces}\n)\n"
+    )
+
+
+def ensure_kubernetes(cache: Path, progress: Progress) -> dict[str, Path]:
+    home = cache / f"kubernetes-{KUBERNETES_VERSION}"
+    bins = {name: home / "bin" / name for name in KUBE_COMMANDS}
+    if _complete(home):
+        return bins
+    _require_go()
+    progress.say(
+        f"building Kubernetes {KUBERNETES_VERSION} (kube-apiserver, kube-controller-manager, "
+        "kube-scheduler, kubectl) from the Go module proxy; a cold build takes 15-30 min on 2 cores"
+    )
+    src = home / "src"
+    src.mkdir(parents=True, exist_ok=True)
+    (src / "go.mod").write_text(_kube_wrapper_gomod())
+    (src / "tools.go").write_text(
+        "//go:build tools\n\npackage tools\n\nimport (\n"
+        + "".join(f'\t_ "k8s.io/kubernetes/cmd/{c}"\n' for c in KUBE_COMMANDS)
+        + ")\n"
+    )
+    major, minor, _ = KUBERNETES_VERSION.split(".")
+    stamp = {
+        "gitVersion": f"v{KUBERNETES_VERSION}",
+        "gitMajor": major,
+        "gitMinor": minor,
+        "gitTreeState": "clean",
+        "buildDate": "2026-01-01T00:00:00Z",
+    }
+    ldflags = ["-s", "-w"]
+    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        ldflags += [f"-X {pkg}.{k}={v}" for k, v in stamp.items()]
+    # One `go build` for all four shares the compile work between them.
+    (home / "bin").mkdir(parents=True, exist_ok=True)
+    _run(["go", "build", "-trimpath", "-ldflags", " ".join(ldflags), "-o", str(home / "bin") + "/",
+          *(f"k8s.io/kubernetes/cmd/{c}" for c in KUBE_COMMANDS)],
+         src, progress, "go build kubernetes", _go_env())
+    _mark_complete(home, {"kubernetes": KUBERNETES_VERSION})
+    return bins
+
+
+def ensure_etcd(cache: Path, progress: Progress) -> Path:
+    home = cache / f"etcd-{ETCD_VERSION}"
+    binary = home / "bin" / "etcd"
+    if _complete(home):
+        return binary
+    _require_go()
+    progress.say(f"building etcd {ETCD_VERSION} from the Go module proxy")
+    src = home / "src"
+    src.mkdir(parents=True, exist_ok=True)
+    (src / "go.mod").write_text(
+        "module fmesh-events/etcd-build\n\ngo 1.24.0\n\n"
+        f"require go.etcd.io/etcd/server/v3 v{ETCD_VERSION}\n"
+    )
+    (src / "tools.go").write_text(
+        '//go:build tools\n\npackage tools\n\nimport _ "go.etcd.io/etcd/server/v3"\n'
+    )
+    _run(["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(binary),
+          "go.etcd.io/etcd/server/v3"], src, progress, "go build etcd", _go_env())
+    _mark_complete(home, {"etcd": ETCD_VERSION})
+    return binary
+
+
+def ensure_kwok(cache: Path, progress: Progress) -> Path:
+    home = cache / f"kwok-{KWOK_VERSION}"
+    binary = home / "bin" / "kwok"
+    if _complete(home):
+        return binary
+    _require_go()
+    progress.say(f"building KWOK {KWOK_VERSION} from the Go module proxy")
+    home.mkdir(parents=True, exist_ok=True)
+    env = {**_go_env(), "GOBIN": str(home / "bin"), "GOFLAGS": ""}
+    _run(["go", "install", "-trimpath", "-ldflags", "-s -w",
+          f"sigs.k8s.io/kwok/cmd/kwok@v{KWOK_VERSION}"], home, progress, "go install kwok", env)
+    _mark_complete(home, {"kwok": KWOK_VERSION})
+    return binary
+
+
+def _require_go() -> None:
+    if shutil.which("go") is None:
+        raise BuildError("the dev stack builds Kubernetes, etcd and KWOK with Go 1.24+: `go` is not on PATH")
+
+
+def ensure_toolchain(cache: Path, progress: Progress) -> Toolchain:
+    """Everything the local backend runs; fetched and built once, then reused."""
+    cache.mkdir(parents=True, exist_ok=True)
+    lib = ensure_pulsar(cache, progress)
+    etcd = ensure_etcd(cache, progress)
+    kwok = ensure_kwok(cache, progress)
+    kube = ensure_kubernetes(cache, progress)
+    return Toolchain(
+        pulsar_lib=lib,
+        etcd=etcd,
+        kube_apiserver=kube["kube-apiserver"],
+        kube_controller_manager=kube["kube-controller-manager"],
+        kube_scheduler=kube["kube-scheduler"],
+        kubectl=kube["kubectl"],
+        kwok=kwok,
+    )

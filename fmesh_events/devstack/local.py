@@ -1,0 +1,304 @@
+"""The local backend: Pulsar standalone, etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler and KWOK as plain processes on loopback, from what builds.py made.
+
+Each process runs in its own session with its output in <stack>/logs, so `dev up` can
+return while the stack keeps running and `dev down` can stop it from another process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+
+from fmesh_events.devstack.builds import Toolchain
+from fmesh_events.devstack.progress import Progress
+from fmesh_events.devstack.state import StackError, StackInfo
+
+PROCESS_ORDER = (
+    "pulsar", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
+)
+NODE_COUNT = 2
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _asset(name: str) -> str:
+    return (resources.files("fmesh_events.devstack") / "assets" / name).read_text()
+
+
+def _spawn(name: str, cmd: list[str], stack_dir: Path, cwd: Path | None = None) -> int:
+    log = (stack_dir / "logs" / f"{name}.log").open("ab")
+    proc = subprocess.Popen(
+        cmd, cwd=cwd or stack_dir, stdout=log, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+    return proc.pid
+
+
+def _wait(what: str, check: Callable[[], bool], timeout: float, stack: StackInfo,
+          process: str | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process and not stack.alive(process):
+            raise StackError(f"{what} exited during start-up; see {stack.log_path(process)}:\n"
+                             + stack.log_tail(process))
+        with contextlib.suppress(Exception):
+            if check():
+                return
+        time.sleep(0.5)
+    hint = f"; see {stack.log_path(process)}:\n{stack.log_tail(process)}" if process else ""
+    raise StackError(f"{what} not ready after {timeout:.0f}s{hint}")
+
+
+def _http_ok(url: str, token: str | None = None, ca: Path | None = None,
+             expect: str | None = None) -> bool:
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    context = None
+    if url.startswith("https"):
+        context = ssl.create_default_context(cafile=str(ca)) if ca else ssl._create_unverified_context()
+    with urllib.request.urlopen(request, timeout=3, context=context) as response:
+        body = response.read().decode()
+        return response.status == 200 and (expect is None or expect in body)
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def _make_pki(pki: Path) -> None:
+    """A CA, the API server's serving certificate for 127.0.0.1, and service-account keys."""
+    pki.mkdir(parents=True, exist_ok=True)
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+             "-days", "3650", "-subj", "/CN=fmesh-events-dev-ca", cwd=pki)
+    (pki / "san.ext").write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
+        "DNS:kubernetes.default.svc,IP:10.0.0.1\nextendedKeyUsage=serverAuth\n"
+    )
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "apiserver.key", "-out",
+             "apiserver.csr", "-subj", "/CN=kube-apiserver", cwd=pki)
+    _openssl("x509", "-req", "-in", "apiserver.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", "apiserver.crt", "-days", "3650", "-extfile", "san.ext",
+             cwd=pki)
+    _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
+    _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+
+
+def _kubeconfig(server: str, ca: Path, token: str) -> str:
+    import base64
+
+    ca_data = base64.b64encode(ca.read_bytes()).decode()
+    return f"""apiVersion: v1
+kind: Config
+clusters:
+- name: fmesh-dev
+  cluster:
+    server: {server}
+    certificate-authority-data: {ca_data}
+users:
+- name: admin
+  user:
+    token: {token}
+contexts:
+- name: fmesh-dev
+  context: {{cluster: fmesh-dev, user: admin}}
+current-context: fmesh-dev
+"""
+
+
+def _node_manifest(name: str) -> str:
+    return f"""apiVersion: v1
+kind: Node
+metadata:
+  name: {name}
+  annotations:
+    node.alpha.kubernetes.io/ttl: "0"
+    kwok.x-k8s.io/node: fake
+  labels:
+    kubernetes.io/hostname: {name}
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+    type: kwok
+status:
+  allocatable: {{cpu: "64", memory: 256Gi, pods: "250"}}
+  capacity: {{cpu: "64", memory: 256Gi, pods: "250"}}
+"""
+
+
+def _java_command(tool: Toolchain, stack_dir: Path, conf: Path, bookie_port: int) -> list[str]:
+    java = os.environ.get("FMESH_JAVA", "java")
+    opens = [
+        "java.base/java.io", "java.base/java.util.zip", "java.base/java.nio",
+        "java.base/jdk.internal.misc", "java.base/sun.net", "java.management/sun.management",
+        "jdk.management/com.sun.management.internal",
+    ]
+    return [
+        java, "-Xms128m", "-Xmx768m", "-XX:MaxDirectMemorySize=512m", "-XX:+UseG1GC",
+        "-Djava.net.preferIPv4Stack=true", "-Dio.netty.tryReflectionSetAccessible=true",
+        *[arg for module in opens for arg in ("--add-opens", f"{module}=ALL-UNNAMED")],
+        f"-Dlog4j.configurationFile={stack_dir / 'pulsar' / 'log4j2.xml'}",
+        f"-Dpulsar.log.dir={stack_dir / 'logs' / 'pulsar-broker'}",
+        f"-Djava.io.tmpdir={stack_dir / 'pulsar' / 'tmp'}",
+        "-cp", f"{tool.pulsar_lib}/*",
+        "org.apache.pulsar.PulsarStandaloneStarter",
+        "--config", str(conf), "-nfw", "-nss",
+        "--metadata-dir", str(stack_dir / "pulsar" / "data" / "metadata"),
+        "--bookkeeper-port", str(bookie_port),
+    ]
+
+
+def start_pulsar(tool: Toolchain, stack: StackInfo, auth_token_secret: str | None = None) -> None:
+    """Pulsar standalone with functions worker and stream storage off; data under the stack."""
+    root = stack.dir / "pulsar"
+    for sub in ("data", "tmp"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    (stack.dir / "logs" / "pulsar-broker").mkdir(parents=True, exist_ok=True)
+    broker_port, web_port, bookie_port = free_port(), free_port(), free_port()
+    values = {
+        "BROKER_PORT": str(broker_port), "WEB_PORT": str(web_port),
+        "BOOKIE_PORT": str(bookie_port), "DATA_DIR": str(root / "data"),
+        "AUTH_ENABLED": "false", "AUTH_PROVIDERS": "", "TOKEN_SECRET_KEY": "",
+        "SUPER_USERS": "", "CLIENT_AUTH_PLUGIN": "", "CLIENT_AUTH_PARAMS": "",
+    }
+    conf = _asset("standalone.conf")
+    for key, value in values.items():
+        conf = conf.replace(f"@{key}@", value)
+    (root / "standalone.conf").write_text(conf)
+    (root / "log4j2.xml").write_text(_asset("log4j2.xml"))
+    # The bookie's journal and ledgers go to ./data/standalone relative to the working dir.
+    stack.pids["pulsar"] = _spawn(
+        "pulsar", _java_command(tool, stack.dir, root / "standalone.conf", bookie_port),
+        stack.dir, cwd=root,
+    )
+    stack.pulsar_service_url = f"pulsar://127.0.0.1:{broker_port}"
+    stack.pulsar_admin_url = f"http://127.0.0.1:{web_port}"
+
+
+def wait_pulsar(stack: StackInfo, timeout: float = 180) -> None:
+    _wait("Pulsar broker",
+          lambda: _http_ok(f"{stack.pulsar_admin_url}/admin/v2/clusters", expect="standalone"),
+          timeout, stack, "pulsar")
+
+
+def start_kubernetes(tool: Toolchain, stack: StackInfo, progress: Progress) -> None:
+    """etcd + kube-apiserver, then controller-manager, scheduler and KWOK with fake nodes."""
+    pki = stack.dir / "pki"
+    _make_pki(pki)
+    token = secrets.token_hex(16)
+    (pki / "tokens.csv").write_text(f'{token},admin,admin,"system:masters"\n')
+
+    etcd_port, etcd_peer = free_port(), free_port()
+    etcd_url = f"http://127.0.0.1:{etcd_port}"
+    stack.pids["etcd"] = _spawn("etcd", [
+        str(tool.etcd), "--name", "fmesh-dev", "--data-dir", str(stack.dir / "etcd"),
+        "--listen-client-urls", etcd_url, "--advertise-client-urls", etcd_url,
+        "--listen-peer-urls", f"http://127.0.0.1:{etcd_peer}",
+        "--initial-advertise-peer-urls", f"http://127.0.0.1:{etcd_peer}",
+        "--initial-cluster", f"fmesh-dev=http://127.0.0.1:{etcd_peer}",
+        "--listen-metrics-urls", f"http://127.0.0.1:{free_port()}",
+        "--unsafe-no-fsync", "--log-level", "warn",
+    ], stack.dir)
+    _wait("etcd", lambda: _http_ok(f"{etcd_url}/health", expect="true"), 60, stack, "etcd")
+    progress.say("etcd ready")
+
+    api_port = free_port()
+    server = f"https://127.0.0.1:{api_port}"
+    stack.pids["kube-apiserver"] = _spawn("kube-apiserver", [
+        str(tool.kube_apiserver),
+        f"--etcd-servers={etcd_url}", f"--cert-dir={pki}",
+        f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
+        f"--client-ca-file={pki / 'ca.crt'}",
+        f"--secure-port={api_port}", "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+        "--service-cluster-ip-range=10.0.0.0/24", "--allow-privileged=true",
+        "--disable-admission-plugins=ServiceAccount", "--authorization-mode=RBAC",
+        f"--token-auth-file={pki / 'tokens.csv'}",
+        "--service-account-issuer=https://kubernetes.default.svc",
+        f"--service-account-key-file={pki / 'sa.pub'}",
+        f"--service-account-signing-key-file={pki / 'sa.key'}",
+        "--profiling=false", "--v=0",
+    ], stack.dir)
+    stack.kubeconfig = stack.dir / "kubeconfig"
+    stack.kubeconfig.write_text(_kubeconfig(server, pki / "ca.crt", token))
+    _wait("kube-apiserver", lambda: _http_ok(f"{server}/readyz", token, pki / "ca.crt"), 120,
+          stack, "kube-apiserver")
+    progress.say(f"kube-apiserver ready at {server}")
+
+    kubeconfig = str(stack.kubeconfig)
+    common = [f"--kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",
+              f"--authorization-kubeconfig={kubeconfig}", "--leader-elect=false",
+              "--bind-address=127.0.0.1"]
+    kcm_port, sched_port = free_port(), free_port()
+    stack.pids["kube-controller-manager"] = _spawn("kube-controller-manager", [
+        str(tool.kube_controller_manager), *common, f"--secure-port={kcm_port}",
+        f"--service-account-private-key-file={pki / 'sa.key'}",
+        f"--root-ca-file={pki / 'ca.crt'}", "--use-service-account-credentials=false",
+        "--controllers=*", "--concurrent-statefulset-syncs=10",
+    ], stack.dir)
+    stack.pids["kube-scheduler"] = _spawn("kube-scheduler", [
+        str(tool.kube_scheduler), *common, f"--secure-port={sched_port}",
+    ], stack.dir)
+    stack.pids["kwok"] = _spawn("kwok", [
+        str(tool.kwok), f"--kubeconfig={kubeconfig}",
+        "--manage-all-nodes=false",
+        "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+        "--cidr=10.0.0.1/16", "--node-ip=10.0.0.1",
+        f"--server-address=127.0.0.1:{free_port()}",
+    ], stack.dir)
+    for name, port in (("kube-controller-manager", kcm_port), ("kube-scheduler", sched_port)):
+        url = f"https://127.0.0.1:{port}/healthz"
+        _wait(name, lambda url=url: _http_ok(url), 60, stack, name)  # type: ignore[misc]
+    progress.say("kube-controller-manager and kube-scheduler ready")
+
+    nodes = "---\n".join(_node_manifest(f"kwok-node-{i}") for i in range(NODE_COUNT))
+    stack.kubectl("apply", "-f", "-", input=nodes)
+    _wait("KWOK nodes Ready", lambda: _nodes_ready(stack), 60, stack, "kwok")
+    _wait("default ServiceAccount", lambda: stack.kubectl(
+        "get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0,
+        60, stack, "kube-controller-manager")
+    progress.say(f"{NODE_COUNT} KWOK nodes Ready")
+
+
+def _nodes_ready(stack: StackInfo) -> bool:
+    out = stack.kubectl(
+        "get", "nodes", "-o",
+        'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{" "}{end}',
+    ).stdout.split()
+    return len(out) == NODE_COUNT and all(s == "True" for s in out)
+
+
+def stop(stack: StackInfo, timeout: float = 20) -> None:
+    """SIGTERM every process (newest first), SIGKILL what is left after the timeout."""
+    for name in reversed(PROCESS_ORDER):
+        pid = stack.pids.get(name)
+        if pid:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(stack.alive(n) for n in stack.pids):
+        time.sleep(0.2)
+    for name, pid in stack.pids.items():
+        if stack.alive(name):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+
+
+def wipe(stack_dir: Path) -> None:
+    if stack_dir.exists():
+        shutil.rmtree(stack_dir)
