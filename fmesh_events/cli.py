@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from fmesh_events import __version__
+from fmesh_events import __version__, logs
 from fmesh_events.settings import Settings
 
 
@@ -39,13 +39,19 @@ def _settings(ctx: click.Context) -> Settings:
               envvar="FMESH_PULSAR_TLS_KEY_FILE", help="Client key (mTLS).")
 @click.option("--system-namespace", envvar="FMESH_SYSTEM_NAMESPACE",
               help="Pulsar namespace of the operator's topics [public/fmesh-system].")
+@click.option("--stack-dir", type=click.Path(path_type=Path), envvar="FMESH_STACK_DIR",
+              help="State of the dev stack [~/.cache/fmesh-events/stack].")
 @click.option("--log-level", envvar="FMESH_LOG_LEVEL", help="Log level [WARNING].")
+@click.option("--log-format", type=click.Choice(["json", "text"]), envvar="FMESH_LOG_FORMAT",
+              help="Log line format [json].")
 @click.pass_context
 def main(ctx: click.Context, /, **flags: Any) -> None:
     """Run Apache Pulsar Functions, Sources and Sinks on Kubernetes (Function Mesh CRDs),
     as an event-driven operator built on Pulsar."""
     given = {key: value for key, value in flags.items() if value is not None}
-    ctx.obj = Settings(**given)
+    settings = Settings(**given)
+    logs.configure(settings.log_level, settings.log_format)
+    ctx.obj = settings
 
 
 @main.command()
@@ -162,5 +168,7 @@ def dev_status(ctx: click.Context, output: str) -> None:
             click.echo(f"{key:<20} {info[key]}")
         for name, state in processes.items():
             click.echo(f"{name:<20} {state}")
-    healthy = all(state == "running" for state in processes.values()) or bool(info["containers"])
+    healthy = bool(info["containers"]) or (
+        bool(processes) and all(state == "running" for state in processes.values())
+    )
     sys.exit(0 if healthy else 1)

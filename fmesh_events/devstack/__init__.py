@@ -93,7 +93,7 @@ def down(stack: StackInfo) -> None:
         docker.down(stack)
     else:
         local.stop(stack)
-    stack.pids.clear()
+    # Keep the pids: `dev status` then reports each process as stopped.
     stack.containers.clear()
     if stack.dir.exists():
         stack.save()
