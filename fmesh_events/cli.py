@@ -68,6 +68,44 @@ def crds(write_dir: Path | None) -> None:
         click.echo(str(path))
 
 
+COMPONENTS = ("watch",)
+
+
+@main.command()
+@click.option("--components", default=",".join(COMPONENTS), show_default=True,
+              help=f"Comma-separated components to run, of: {', '.join(COMPONENTS)}.")
+@click.option("--grace-seconds", default=25.0, show_default=True,
+              help="On SIGTERM, how long to finish in-flight work before exiting.")
+@click.pass_context
+def run(ctx: click.Context, components: str, grace_seconds: float) -> None:
+    """Run the operator's components until SIGTERM or Ctrl-C."""
+    import signal
+    import threading
+
+    wanted = [c.strip() for c in components.split(",") if c.strip()]
+    unknown = sorted(set(wanted) - set(COMPONENTS))
+    if unknown or not wanted:
+        raise click.BadParameter(f"unknown component(s) {unknown}; choose from {COMPONENTS}",
+                                 param_hint="--components")
+    settings = _settings(ctx)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    threads = []
+    if "watch" in wanted:
+        from fmesh_events.watch import run_watch
+
+        threads.append(threading.Thread(target=run_watch, args=(settings, stop), name="watch",
+                                        daemon=True))
+    for thread in threads:
+        thread.start()
+    while not stop.wait(0.5):
+        if not any(t.is_alive() for t in threads):
+            raise click.ClickException("every component stopped; see the log above")
+    for thread in threads:
+        thread.join(timeout=grace_seconds)
+
+
 @main.group()
 def dev() -> None:
     """A local stack: a real Pulsar broker and a real Kubernetes control plane."""

@@ -63,6 +63,11 @@ class Settings(BaseSettings):
         description="Pulsar tenant/namespace holding the operator's own topics.",
     )
 
+    retention_minutes: int = Field(
+        default=30 * 24 * 60,
+        description="How long the operator's topics keep messages (the audit trail); 30 days.",
+    )
+
     # Dev stack
     cache_dir: Path = Field(
         default_factory=default_cache_dir,

@@ -42,13 +42,39 @@ def _asset(name: str) -> str:
     return (resources.files("fmesh_events.devstack") / "assets" / name).read_text()
 
 
-def _spawn(name: str, cmd: list[str], stack_dir: Path, cwd: Path | None = None) -> int:
-    log = (stack_dir / "logs" / f"{name}.log").open("ab")
+def _spawn(name: str, cmd: list[str], stack: StackInfo, cwd: Path | None = None) -> int:
+    """Start one process of the stack, remembering how, so it can be restarted."""
+    workdir = cwd or stack.dir
+    log = (stack.dir / "logs" / f"{name}.log").open("ab")
     proc = subprocess.Popen(
-        cmd, cwd=cwd or stack_dir, stdout=log, stderr=subprocess.STDOUT,
+        cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL, start_new_session=True,
     )
+    stack.pids[name] = proc.pid
+    stack.commands[name] = [str(workdir), *cmd]
     return proc.pid
+
+
+def stop_process(stack: StackInfo, name: str, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+    """Stop one process of the stack (fault tests); SIGKILL if it outlives the timeout."""
+    pid = stack.pids[name]
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+    deadline = time.monotonic() + timeout
+    while stack.alive(name) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if stack.alive(name):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def start_process(stack: StackInfo, name: str) -> None:
+    """Start a stopped process again, same command, same ports, same data."""
+    workdir, *cmd = stack.commands[name]
+    _spawn(name, cmd, stack, cwd=Path(workdir))
+    stack.save()
+    if name == "pulsar":
+        wait_pulsar(stack)
 
 
 def _wait(what: str, check: Callable[[], bool], timeout: float, stack: StackInfo,
@@ -183,9 +209,9 @@ def start_pulsar(tool: Toolchain, stack: StackInfo, auth_token_secret: str | Non
     (root / "standalone.conf").write_text(conf)
     (root / "log4j2.xml").write_text(_asset("log4j2.xml"))
     # The bookie's journal and ledgers go to ./data/standalone relative to the working dir.
-    stack.pids["pulsar"] = _spawn(
+    _spawn(
         "pulsar", _java_command(tool, stack.dir, root / "standalone.conf", bookie_port),
-        stack.dir, cwd=root,
+        stack, cwd=root,
     )
     stack.pulsar_service_url = f"pulsar://127.0.0.1:{broker_port}"
     stack.pulsar_admin_url = f"http://127.0.0.1:{web_port}"
@@ -206,7 +232,7 @@ def start_kubernetes(tool: Toolchain, stack: StackInfo, progress: Progress) -> N
 
     etcd_port, etcd_peer = free_port(), free_port()
     etcd_url = f"http://127.0.0.1:{etcd_port}"
-    stack.pids["etcd"] = _spawn("etcd", [
+    _spawn("etcd", [
         str(tool.etcd), "--name", "fmesh-dev", "--data-dir", str(stack.dir / "etcd"),
         "--listen-client-urls", etcd_url, "--advertise-client-urls", etcd_url,
         "--listen-peer-urls", f"http://127.0.0.1:{etcd_peer}",
@@ -214,13 +240,13 @@ def start_kubernetes(tool: Toolchain, stack: StackInfo, progress: Progress) -> N
         "--initial-cluster", f"fmesh-dev=http://127.0.0.1:{etcd_peer}",
         "--listen-metrics-urls", f"http://127.0.0.1:{free_port()}",
         "--unsafe-no-fsync", "--log-level", "warn",
-    ], stack.dir)
+    ], stack)
     _wait("etcd", lambda: _http_ok(f"{etcd_url}/health", expect="true"), 60, stack, "etcd")
     progress.say("etcd ready")
 
     api_port = free_port()
     server = f"https://127.0.0.1:{api_port}"
-    stack.pids["kube-apiserver"] = _spawn("kube-apiserver", [
+    _spawn("kube-apiserver", [
         str(tool.kube_apiserver),
         f"--etcd-servers={etcd_url}", f"--cert-dir={pki}",
         f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
@@ -233,7 +259,7 @@ def start_kubernetes(tool: Toolchain, stack: StackInfo, progress: Progress) -> N
         f"--service-account-key-file={pki / 'sa.pub'}",
         f"--service-account-signing-key-file={pki / 'sa.key'}",
         "--profiling=false", "--v=0",
-    ], stack.dir)
+    ], stack)
     stack.kubeconfig = stack.dir / "kubeconfig"
     stack.kubeconfig.write_text(_kubeconfig(server, pki / "ca.crt", token))
     _wait("kube-apiserver", lambda: _http_ok(f"{server}/readyz", token, pki / "ca.crt"), 120,
@@ -245,22 +271,22 @@ def start_kubernetes(tool: Toolchain, stack: StackInfo, progress: Progress) -> N
               f"--authorization-kubeconfig={kubeconfig}", "--leader-elect=false",
               "--bind-address=127.0.0.1"]
     kcm_port, sched_port = free_port(), free_port()
-    stack.pids["kube-controller-manager"] = _spawn("kube-controller-manager", [
+    _spawn("kube-controller-manager", [
         str(tool.kube_controller_manager), *common, f"--secure-port={kcm_port}",
         f"--service-account-private-key-file={pki / 'sa.key'}",
         f"--root-ca-file={pki / 'ca.crt'}", "--use-service-account-credentials=false",
         "--controllers=*", "--concurrent-statefulset-syncs=10",
-    ], stack.dir)
-    stack.pids["kube-scheduler"] = _spawn("kube-scheduler", [
+    ], stack)
+    _spawn("kube-scheduler", [
         str(tool.kube_scheduler), *common, f"--secure-port={sched_port}",
-    ], stack.dir)
-    stack.pids["kwok"] = _spawn("kwok", [
+    ], stack)
+    _spawn("kwok", [
         str(tool.kwok), f"--kubeconfig={kubeconfig}",
         "--manage-all-nodes=false",
         "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
         "--cidr=10.0.0.1/16", "--node-ip=10.0.0.1",
         f"--server-address=127.0.0.1:{free_port()}",
-    ], stack.dir)
+    ], stack)
     for name, port in (("kube-controller-manager", kcm_port), ("kube-scheduler", sched_port)):
         url = f"https://127.0.0.1:{port}/healthz"
         _wait(name, lambda url=url: _http_ok(url), 60, stack, name)  # type: ignore[misc]

@@ -23,6 +23,7 @@ class StackInfo:
     pulsar_service_url: str = ""
     pulsar_admin_url: str = ""
     pids: dict[str, int] = field(default_factory=dict)
+    commands: dict[str, list[str]] = field(default_factory=dict)
     containers: dict[str, str] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     started_seconds: float = 0.0

@@ -1,2 +1,56 @@
 """watch: turns the Kubernetes list/watch streams of CRs and Pods into messages on
-resource-events and pod-events (DESIGN.md, "watch")."""
+resource-events and pod-events (DESIGN.md, "watch").
+
+Public surface: `run_watch(settings, stop)` (the component `fmesh-events run` starts) and
+`Watcher` for tests and benchmarks. The pure parts are `redact` and `convert`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from fmesh_events import kube_client, pulsar_client
+from fmesh_events.settings import Settings
+from fmesh_events.watch.watcher import Watcher, WatchOptions
+
+__all__ = ["WatchOptions", "Watcher", "run_watch"]
+
+log = logging.getLogger("fmesh_events.watch")
+
+
+def run_watch(settings: Settings, stop: threading.Event) -> None:
+    """Be the active watcher, or its standby, until `stop` is set; after a failure (Pulsar
+    gone, leadership lost) start over with a growing delay instead of exiting."""
+    pulsar_client.PulsarAdmin(settings).ensure_namespace(
+        settings.system_namespace, settings.retention_minutes)
+    backoff = 1.0
+    while not stop.is_set():
+        client = pulsar_client.connect(settings)
+        watcher = Watcher(kube_client.api_client(settings), client, settings.topic,
+                          WatchOptions(namespaces=settings.watch_namespaces))
+        started = time.monotonic()
+        relay = threading.Thread(target=_relay_stop, args=(stop, watcher), daemon=True)
+        relay.start()
+        try:
+            watcher.run()
+        except Exception as error:
+            log.error("watcher stopped; starting over", extra={"error": str(error),
+                                                               "retry_in": backoff})
+        finally:
+            watcher.close()
+            client.close()
+        relay.join()
+        if time.monotonic() - started > 60:
+            backoff = 1.0
+        stop.wait(backoff)
+        backoff = min(backoff * 2, 60)
+
+
+def _relay_stop(stop: threading.Event, watcher: Watcher) -> None:
+    """Pass the process's stop to one watcher; ends with that watcher."""
+    while not stop.wait(0.2):
+        if watcher.stop.is_set():
+            return
+    watcher.stop.set()

@@ -1,0 +1,113 @@
+"""The change events on resource-events and pod-events: one Avro schema, registered in Pulsar's
+schema registry by the watcher's producers, and the codec every stage decodes with.
+
+A key is always the owning CR: `Kind/namespace/name`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import fastavro
+from pydantic import BaseModel, ConfigDict, Field
+
+EVENT_VERSION = 1
+RESOURCE_EVENTS = "resource-events"
+POD_EVENTS = "pod-events"
+
+
+class EventType(StrEnum):
+    ADDED = "ADDED"
+    MODIFIED = "MODIFIED"
+    DELETED = "DELETED"
+    RESYNC = "RESYNC"
+
+
+AVRO_SCHEMA: dict[str, Any] = {
+    "type": "record",
+    "name": "ChangeEvent",
+    "namespace": "io.fmesh.events",
+    "doc": "One observed change of a Kubernetes object, as the fmesh-events watcher saw it.",
+    "fields": [
+        {"name": "eventVersion", "type": "int", "default": EVENT_VERSION},
+        {"name": "key", "type": "string", "doc": "Owning CR as Kind/namespace/name."},
+        {"name": "type", "type": {"type": "enum", "name": "EventType",
+                                  "symbols": [t.value for t in EventType]}},
+        {"name": "kind", "type": "string"},
+        {"name": "apiVersion", "type": "string"},
+        {"name": "namespace", "type": "string"},
+        {"name": "name", "type": "string"},
+        {"name": "uid", "type": "string"},
+        {"name": "resourceVersion", "type": "string"},
+        {"name": "generation", "type": ["null", "long"], "default": None},
+        {"name": "observedTime", "type": {"type": "long", "logicalType": "timestamp-millis"},
+         "doc": "When the watcher received the change."},
+        {"name": "object", "type": "string", "doc": "The object as JSON, secrets redacted."},
+        {"name": "parseError", "type": ["null", "string"], "default": None,
+         "doc": "Why the object does not fit the CRD model, when it does not."},
+        {"name": "phase", "type": ["null", "string"], "default": None, "doc": "Pods only."},
+        {"name": "ready", "type": ["null", "boolean"], "default": None, "doc": "Pods only."},
+        {"name": "restartCount", "type": ["null", "int"], "default": None, "doc": "Pods only."},
+    ],
+}
+PARSED_SCHEMA = fastavro.parse_schema(AVRO_SCHEMA)
+
+
+class ChangeEvent(BaseModel):
+    """The Python face of one message; `to_record` / `from_record` map to the Avro record."""
+
+    model_config = ConfigDict(populate_by_name=True, frozen=True)
+
+    key: str
+    type: EventType
+    kind: str
+    api_version: str = Field(alias="apiVersion")
+    namespace: str
+    name: str
+    uid: str
+    resource_version: str = Field(alias="resourceVersion")
+    generation: int | None = None
+    observed_time_ms: int = Field(alias="observedTime")
+    object: str
+    parse_error: str | None = Field(default=None, alias="parseError")
+    phase: str | None = None
+    ready: bool | None = None
+    restart_count: int | None = Field(default=None, alias="restartCount")
+    event_version: int = Field(default=EVENT_VERSION, alias="eventVersion")
+
+    def to_record(self) -> dict[str, Any]:
+        record = self.model_dump(by_alias=True)
+        record["type"] = self.type.value
+        return record
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> ChangeEvent:
+        data = dict(record)
+        observed = data.get("observedTime")
+        if isinstance(observed, datetime):  # fastavro decodes timestamp-millis as datetime
+            data["observedTime"] = int(observed.timestamp() * 1000)
+        return cls.model_validate(data)
+
+    def obj(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = json.loads(self.object)
+        return parsed
+
+
+def encode(event: ChangeEvent) -> bytes:
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, PARSED_SCHEMA, event.to_record())
+    return buffer.getvalue()
+
+
+def decode(data: bytes) -> ChangeEvent:
+    record = fastavro.schemaless_reader(io.BytesIO(data), PARSED_SCHEMA, PARSED_SCHEMA)
+    assert isinstance(record, dict)
+    return ChangeEvent.from_record(record)
+
+
+def resource_key(kind: str, namespace: str, name: str) -> str:
+    return f"{kind}/{namespace}/{name}"
