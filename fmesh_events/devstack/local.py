@@ -70,6 +70,9 @@ def stop_process(stack: StackInfo, name: str, sig: int = signal.SIGTERM, timeout
 
 def start_process(stack: StackInfo, name: str) -> None:
     """Start a stopped process again, same command, same ports, same data."""
+    if name not in stack.commands:
+        raise StackError(f"{name} cannot be restarted: this stack was started by an older "
+                         "fmesh-events; `fmesh-events dev down` and `dev up` again")
     workdir, *cmd = stack.commands[name]
     _spawn(name, cmd, stack, cwd=Path(workdir))
     stack.save()

@@ -9,6 +9,7 @@ message on the topic says where each stream must resume.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -167,18 +168,33 @@ class TopicPublisher:
         self.producer.send_async(event.to_record(), done, properties=properties,
                                  partition_key=event.key, sequence_id=sequence_id)
 
-    def flush(self) -> None:
-        if self.producer is not None:
-            self.producer.flush()
+    def flush(self, timeout: float = 10) -> bool:
+        """Wait up to `timeout` for Pulsar to ack what was sent; False if it did not.
+
+        Sends never time out (see acquire), so without a bound a stop while the broker is
+        away would hang. What is left unacked is not lost: the checkpoint only moves with
+        persisted messages, so the next leader lists and publishes it again.
+        """
+        producer = self.producer
+        if producer is None:
+            return True
+        done = threading.Event()
+        flusher = threading.Thread(target=lambda: (producer.flush(), done.set()), daemon=True)
+        flusher.start()
+        if done.wait(timeout):
+            return True
+        log.warning("stopping with changes not yet acked by Pulsar; the next watcher "
+                    "publishes them again from the checkpoint", extra={"topic": self.topic})
+        return False
 
     def close(self) -> None:
-        if self.producer is not None:
-            try:
-                self.producer.flush()
-                self.producer.close()
-            except Exception:  # closing after a broker loss: nothing left to save
-                pass
-            self.producer = None
+        if self.producer is None:
+            return
+        flushed = self.flush()
+        producer, self.producer = self.producer, None
+        if flushed:
+            with contextlib.suppress(Exception):  # after a broker loss: nothing left to save
+                producer.close()
 
 
 def _max_rv(current: str | None, candidate: str) -> str:

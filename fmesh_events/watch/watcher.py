@@ -83,13 +83,13 @@ class Watcher:
 
     # -- leadership -------------------------------------------------------------------
     def run(self) -> None:
-        log.info("waiting to become the active watcher")
+        log.info("standby: waiting to lead")
         # Resource events first, then pod events: two watchers never split the pair.
         self.resource_events.acquire()
         self.pod_events.acquire()
         self.leading.set()
         IS_LEADER.set(1)
-        log.warning("active watcher", extra={"topics": [self.resource_events.topic,
+        log.warning("now the active watcher", extra={"topics": [self.resource_events.topic,
                                                          self.pod_events.topic]})
         threads = [threading.Thread(target=self._publish_loop, name="publisher", daemon=True)]
         targets = [(r, self.resource_events) for r in CR_RESOURCES] + \

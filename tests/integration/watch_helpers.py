@@ -1,0 +1,97 @@
+"""Shared pieces of the watch integration tests and benchmark: start a watcher (in this
+process or as `fmesh-events run`), read a topic back, wait for a condition."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pulsar
+
+from fmesh_events import events, kube_client, pulsar_client
+from fmesh_events.events import ChangeEvent
+from fmesh_events.settings import Settings
+from fmesh_events.watch import Watcher, WatchOptions
+
+
+def watch_settings(settings: Settings, namespace: str) -> Settings:
+    """The test's own Pulsar namespace for the topics, and only its Kubernetes namespace."""
+    return settings.model_copy(update={
+        "system_namespace": f"public/w-{secrets.token_hex(4)}",
+        "watch_namespaces": [namespace],
+    })
+
+
+class InProcessWatcher:
+    def __init__(self, settings: Settings) -> None:
+        pulsar_client.PulsarAdmin(settings).ensure_namespace(settings.system_namespace)
+        self.client = pulsar_client.connect(settings)
+        self.watcher = Watcher(kube_client.api_client(settings), self.client, settings.topic,
+                               WatchOptions(namespaces=settings.watch_namespaces))
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.watcher.run()
+        except BaseException as error:
+            self.error = error
+
+    def __enter__(self) -> InProcessWatcher:
+        self.thread.start()
+        assert self.watcher.synced.wait(60), "watcher did not sync within 60 s"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.watcher.stop.set()
+        self.thread.join(30)
+        self.watcher.close()
+        self.client.close()
+
+
+def spawn_watcher(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    """`fmesh-events run --components watch` as its own process, logging to log_path."""
+    env = {
+        **os.environ,
+        "FMESH_KUBECONFIG": str(settings.kubeconfig),
+        "FMESH_PULSAR_SERVICE_URL": settings.pulsar_service_url,
+        "FMESH_PULSAR_ADMIN_URL": settings.pulsar_admin_url,
+        "FMESH_SYSTEM_NAMESPACE": settings.system_namespace,
+        "FMESH_WATCH_NAMESPACES": json.dumps(settings.watch_namespaces),
+        "FMESH_LOG_LEVEL": "INFO",
+    }
+    log = log_path.open("ab")
+    return subprocess.Popen([sys.executable, "-m", "fmesh_events", "run", "--components", "watch"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def read_topic(settings: Settings, name: str) -> list[tuple[Any, ChangeEvent]]:
+    """Every message of one of the operator's topics, decoded, in order."""
+    client = pulsar_client.connect(settings)
+    try:
+        reader = client.create_reader(settings.topic(name), pulsar.MessageId.earliest)
+        out = []
+        while reader.has_message_available():
+            message = reader.read_next(timeout_millis=10_000)
+            out.append((message, events.decode(message.data())))
+        return out
+    finally:
+        client.close()
+
+
+def wait_for(what: str, condition: Callable[[], bool], timeout: float = 60) -> float:
+    """Seconds it took for condition() to hold; fails the test after timeout."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if condition():
+            return time.monotonic() - started
+        time.sleep(0.25)
+    raise AssertionError(f"{what}: not within {timeout:.0f}s")
