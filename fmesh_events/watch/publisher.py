@@ -178,10 +178,10 @@ class TopicPublisher:
         producer = self.producer
         if producer is None:
             return True
-        done = threading.Event()
-        flusher = threading.Thread(target=lambda: (producer.flush(), done.set()), daemon=True)
+        flusher = threading.Thread(target=producer.flush, daemon=True)
         flusher.start()
-        if done.wait(timeout):
+        flusher.join(timeout)
+        if not flusher.is_alive():
             return True
         log.warning("stopping with changes not yet acked by Pulsar; the next watcher "
                     "publishes them again from the checkpoint", extra={"topic": self.topic})
