@@ -23,10 +23,18 @@ log = logging.getLogger("fmesh_events.watch")
 def run_watch(settings: Settings, stop: threading.Event) -> None:
     """Be the active watcher, or its standby, until `stop` is set; after a failure (Pulsar
     gone, leadership lost) start over with a growing delay instead of exiting."""
-    pulsar_client.PulsarAdmin(settings).ensure_namespace(
-        settings.system_namespace, settings.retention_minutes)
     backoff = 1.0
     while not stop.is_set():
+        try:
+            pulsar_client.PulsarAdmin(settings).ensure_namespace(
+                settings.system_namespace, settings.retention_minutes)
+        except Exception as error:  # Pulsar not there yet: wait for it, do not exit
+            log.error("cannot prepare the system namespace; retrying",
+                      extra={"namespace": settings.system_namespace, "error": str(error),
+                             "retry_in": backoff})
+            stop.wait(backoff)
+            backoff = min(backoff * 2, 60)
+            continue
         client = pulsar_client.connect(settings)
         watcher = Watcher(kube_client.api_client(settings), client, settings.topic,
                           WatchOptions(namespaces=settings.watch_namespaces))

@@ -52,3 +52,24 @@ def test_unknown_backend_is_refused(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["dev", "up", "--backend", "vm"])
     assert result.exit_code == 2
     assert "vm" in result.output
+
+
+def test_run_waits_for_an_absent_pulsar_and_stops_on_sigterm(tmp_path: Path) -> None:
+    """No crash loop: with nothing listening, `run` logs and retries; SIGTERM ends it cleanly."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "FMESH_PULSAR_ADMIN_URL": "http://127.0.0.1:9",
+           "FMESH_PULSAR_SERVICE_URL": "pulsar://127.0.0.1:9",
+           "FMESH_KUBECONFIG": str(tmp_path / "none")}
+    proc = subprocess.Popen([sys.executable, "-m", "fmesh_events", "run"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(4)
+    assert proc.poll() is None, proc.communicate()[0]
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 0, output
+    assert "cannot prepare the system namespace; retrying" in output
