@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 from fmesh_events import devstack
+from tests.examples import documents
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
@@ -18,15 +18,12 @@ BAD = sorted((REPO / "examples" / "bad").glob("*.yaml"))
 GROUP = "compute.functionmesh.io"
 
 
-def _documents(path: Path) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
-
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
 def test_example_applies_and_reads_back_unchanged(stack: devstack.StackInfo, namespace: str,
                                                   example: Path) -> None:
     stack.kubectl("apply", "-n", namespace, "-f", str(example))
-    custom = [d for d in _documents(example) if d["apiVersion"].startswith(GROUP)]
+    custom = [d for d in documents(example) if d["apiVersion"].startswith(GROUP)]
     assert custom, f"{example.name} holds no {GROUP} object"
     for doc in custom:
         kind, name = doc["kind"], doc["metadata"]["name"]
@@ -48,7 +45,7 @@ def test_bad_spec_is_refused_naming_the_field(stack: devstack.StackInfo, namespa
     refused = stack.kubectl("apply", "-n", namespace, "-f", str(bad), check=False)
     assert refused.returncode != 0, f"{bad.name} was accepted"
     assert _expected(bad) in refused.stderr, refused.stderr
-    for doc in _documents(bad):
+    for doc in documents(bad):
         if doc["apiVersion"].startswith(GROUP):
             got = stack.kubectl("get", f"{doc['kind'].lower()}.{GROUP}", doc["metadata"]["name"],
                                 "-n", namespace, check=False)
@@ -58,7 +55,7 @@ def test_bad_spec_is_refused_naming_the_field(stack: devstack.StackInfo, namespa
 def test_overview_mesh_with_single_objects_is_refused(stack: devstack.StackInfo,
                                                       namespace: str) -> None:
     """The overview's FunctionMesh, written with sinks/functions as objects, not lists."""
-    docs = _documents(REPO / "examples" / "functionmesh.yaml")
+    docs = documents(REPO / "examples" / "functionmesh.yaml")
     mesh = next(d for d in docs if d["kind"] == "FunctionMesh")
     mesh["spec"]["sinks"] = mesh["spec"]["sinks"][0]
     mesh["spec"]["functions"] = mesh["spec"]["functions"][0]
@@ -71,7 +68,7 @@ def test_overview_mesh_with_single_objects_is_refused(stack: devstack.StackInfo,
 
 def test_scale_subresource_and_ready_condition(stack: devstack.StackInfo, namespace: str) -> None:
     stack.kubectl("apply", "-n", namespace, "-f", str(REPO / "examples" / "function.yaml"))
-    function = next(d for d in _documents(REPO / "examples" / "function.yaml")
+    function = next(d for d in documents(REPO / "examples" / "function.yaml")
                     if d["kind"] == "Function")
     name = function["metadata"]["name"]
     stack.kubectl("scale", "-n", namespace, f"function.{GROUP}/{name}", "--replicas=3")

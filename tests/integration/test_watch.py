@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client as k8s
 
 from fmesh_events import devstack, kube_client
 from fmesh_events.devstack import local
 from fmesh_events.events import POD_EVENTS, RESOURCE_EVENTS, EventType
 from fmesh_events.settings import Settings
+from tests.examples import example
 from tests.integration.watch_helpers import (
     InProcessWatcher,
     read_topic,
@@ -31,15 +31,8 @@ GROUP, VERSION = "compute.functionmesh.io", "v1alpha1"
 ES_PASSWORD = "wJ757TmoXEd941kXm07Z2GW3"
 
 
-def _first(path: str, kind: str) -> dict[str, Any]:
-    docs = yaml.safe_load_all((REPO / "examples" / path).read_text())
-    doc: dict[str, Any] = next(d for d in docs if d and d["kind"] == kind)
-    doc["metadata"].pop("namespace", None)
-    return doc
-
-
 def _function(name: str) -> dict[str, Any]:
-    body = _first("function.yaml", "Function")
+    body = example("function.yaml", "Function")
     body["metadata"] = {"name": name}
     return body
 
@@ -54,8 +47,8 @@ def _keys_sequence(items: list[Any]) -> dict[str, list[str]]:
 def test_each_kind_create_update_scale_delete_in_order(stack: devstack.StackInfo,
                                                       settings: Settings, namespace: str) -> None:
     ws = watch_settings(settings, namespace)
-    objects = [_first("function.yaml", "Function"), _first("source.yaml", "Source"),
-               _first("sink.yaml", "Sink"), _first("functionmesh.yaml", "FunctionMesh")]
+    objects = [example("function.yaml", "Function"), example("source.yaml", "Source"),
+               example("sink.yaml", "Sink"), example("functionmesh.yaml", "FunctionMesh")]
     with InProcessWatcher(ws):
         for obj in objects:
             kind, name = obj["kind"].lower(), obj["metadata"]["name"]

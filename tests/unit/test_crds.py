@@ -23,6 +23,7 @@ from fmesh_events.models.crd import (
     main,
     render_crds,
 )
+from tests.examples import documents
 
 REPO = Path(__file__).resolve().parents[2]
 CRDS_DIR = REPO / "crds"
@@ -369,14 +370,11 @@ def _api_errors(doc: dict[str, Any]) -> list[str]:
     return _cel_errors(spec_schema, doc["spec"], "spec")
 
 
-def _documents(path: Path) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
-
 
 GOOD = [
     (f"{p.name}:{d['metadata']['name']}", d)
     for p in sorted(EXAMPLES.glob("*.yaml"))
-    for d in _documents(p)
+    for d in documents(p)
     if d.get("apiVersion") == API_VERSION
 ]
 BAD = sorted((EXAMPLES / "bad").glob("*.yaml"))
@@ -390,7 +388,7 @@ def test_examples_pass_the_crd_schema_and_rules(doc: dict[str, Any]) -> None:
 @pytest.mark.parametrize("path", BAD, ids=[p.name for p in BAD])
 def test_bad_examples_fail_the_crd_with_the_expected_text(path: Path) -> None:
     expect = path.read_text(encoding="utf-8").splitlines()[0].removeprefix("# expect:").strip()
-    (doc,) = _documents(path)
+    (doc,) = documents(path)
     errors = _api_errors(doc)
     assert errors, "the CRD should refuse this example"
     assert any(expect in e for e in errors), errors

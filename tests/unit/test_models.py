@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from pydantic import BaseModel, ValidationError
 
 import fmesh_events.models as models
@@ -30,19 +29,17 @@ from fmesh_events.models import (
     parse_resource,
 )
 from fmesh_events.models.base import SpecModel
+from tests.examples import documents
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
 BAD_EXAMPLES = EXAMPLES / "bad"
 
 
-def _documents(path: Path) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
-
 
 def _resources() -> Iterator[tuple[str, dict[str, Any]]]:
     for path in sorted(EXAMPLES.glob("*.yaml")):
-        for doc in _documents(path):
+        for doc in documents(path):
             if doc.get("apiVersion") == API_VERSION:
                 yield f"{path.name}:{doc['kind']}/{doc['metadata']['name']}", doc
 
@@ -267,7 +264,7 @@ def test_bad_examples_exist() -> None:
 @pytest.mark.parametrize("path", BAD, ids=[p.name for p in BAD])
 def test_bad_example_is_refused_naming_the_field(path: Path) -> None:
     expect = _expectation(path)
-    docs = _documents(path)
+    docs = documents(path)
     assert len(docs) == 1, "one spec per bad example"
     with pytest.raises(ValidationError) as info:
         parse_resource(docs[0])
