@@ -256,3 +256,42 @@ def test_pulsar_stopped_and_restarted_mid_stream(stack: devstack.StackInfo, sett
         assert running.error is None
     keys = Counter(e.key for _m, e in read_topic(ws, RESOURCE_EVENTS))
     assert len(keys) == 20 and set(keys.values()) == {1}
+
+
+def test_expired_checkpoint_relists_with_resync_and_deleted(stack: devstack.StackInfo,
+                                                           settings: Settings,
+                                                           namespace: str) -> None:
+    """410 Gone on resume: what changed while away comes as RESYNC, what vanished as DELETED."""
+    from fmesh_events import pulsar_client
+    from fmesh_events.watch.publisher import CHECKPOINT_PROPERTY
+
+    ws = watch_settings(settings, namespace)
+    for name in ("kept", "changed", "removed"):
+        stack.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(_function(name)))
+    with InProcessWatcher(ws):
+        wait_for("3 published", lambda: len(read_topic(ws, RESOURCE_EVENTS)) == 3, 30)
+    stack.kubectl("patch", "function", "changed", "-n", namespace, "--type=merge",
+                  "-p", '{"spec": {"clusterName": "while-away"}}')
+    stack.kubectl("delete", "function", "removed", "-n", namespace)
+    stack.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(_function("added")))
+    # Make the last message claim a checkpoint the API server no longer has (rv 1): the
+    # watcher's resume then gets 410 Gone, as after a long absence.
+    last_message, last_event = read_topic(ws, RESOURCE_EVENTS)[-1]
+    expired = {k: "1" for k in json.loads(last_message.properties()[CHECKPOINT_PROPERTY])}
+    client = pulsar_client.connect(ws)
+    try:
+        producer = client.create_producer(ws.topic(RESOURCE_EVENTS))
+        producer.send(last_message.data(), properties={CHECKPOINT_PROPERTY: json.dumps(expired)},
+                      partition_key=last_event.key)
+        producer.close()
+    finally:
+        client.close()
+    with InProcessWatcher(ws):
+        wait_for("relist published", lambda: len(read_topic(ws, RESOURCE_EVENTS)) >= 7, 30)
+        time.sleep(2)
+    after = [(e.type.value, e.name) for _m, e in read_topic(ws, RESOURCE_EVENTS)[4:]]
+    assert sorted(after) == sorted([("RESYNC", "changed"), ("RESYNC", "added"),
+                                    ("DELETED", "removed")])
+    resynced = next(json.loads(e.object) for _m, e in read_topic(ws, RESOURCE_EVENTS)[4:]
+                    if e.name == "changed")
+    assert resynced["spec"]["clusterName"] == "while-away"
