@@ -68,7 +68,7 @@ def crds(write_dir: Path | None) -> None:
         click.echo(str(path))
 
 
-COMPONENTS = ("watch",)
+COMPONENTS = ("watch", "reconcile")
 
 
 @main.command()
@@ -97,6 +97,11 @@ def run(ctx: click.Context, components: str, grace_seconds: float) -> None:
 
         threads.append(threading.Thread(target=run_watch, args=(settings, stop), name="watch",
                                         daemon=True))
+    if "reconcile" in wanted:
+        from fmesh_events.reconcile import run_reconcile
+
+        threads.append(threading.Thread(target=run_reconcile, args=(settings, stop),
+                                        name="reconcile", daemon=True))
     for thread in threads:
         thread.start()
     while not stop.wait(0.5):

@@ -111,3 +111,51 @@ def decode(data: bytes) -> ChangeEvent:
 
 def resource_key(kind: str, namespace: str, name: str) -> str:
     return f"{kind}/{namespace}/{name}"
+
+
+# -- reconcile-log: one record per reconcile ------------------------------------------------
+RECONCILE_LOG = "reconcile-log"
+RECONCILE_REQUESTS = "reconcile-requests"
+RECONCILE_DLQ = "reconcile-dlq"
+
+RECONCILE_RECORD_SCHEMA: dict[str, Any] = {
+    "type": "record",
+    "name": "ReconcileRecord",
+    "namespace": "io.fmesh.events",
+    "doc": "What one reconcile of one CR did.",
+    "fields": [
+        {"name": "recordVersion", "type": "int", "default": 1},
+        {"name": "key", "type": "string"},
+        {"name": "triggerTopic", "type": "string"},
+        {"name": "triggerMessageId", "type": "string"},
+        {"name": "generation", "type": ["null", "long"], "default": None},
+        {"name": "outcome", "type": {"type": "enum", "name": "Outcome",
+                                     "symbols": ["OK", "FAILED", "GONE", "DEAD_LETTERED"]}},
+        {"name": "attempt", "type": "int", "default": 0},
+        {"name": "children", "type": {"type": "array", "items": {
+            "type": "record", "name": "ChildAction", "fields": [
+                {"name": "kind", "type": "string"},
+                {"name": "name", "type": "string"},
+                {"name": "action", "type": {"type": "enum", "name": "Action", "symbols": [
+                    "CREATED", "UPDATED", "UNCHANGED", "DELETED", "REPLACED"]}},
+            ]}}},
+        {"name": "statusChanged", "type": "boolean", "default": False},
+        {"name": "durationMs", "type": "double"},
+        {"name": "error", "type": ["null", "string"], "default": None},
+        {"name": "time", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {"name": "reconciler", "type": "string", "doc": "Consumer name of the process."},
+    ],
+}
+PARSED_RECONCILE_RECORD = fastavro.parse_schema(RECONCILE_RECORD_SCHEMA)
+
+
+def encode_record(schema: Any, record: dict[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, schema, record)
+    return buffer.getvalue()
+
+
+def decode_record(schema: Any, data: bytes) -> dict[str, Any]:
+    record = fastavro.schemaless_reader(io.BytesIO(data), schema, schema)
+    assert isinstance(record, dict)
+    return record

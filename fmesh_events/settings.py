@@ -68,6 +68,9 @@ class Settings(BaseSettings):
         description="How long the operator's topics keep messages (the audit trail); 30 days.",
     )
 
+    reconcile_max_attempts: int = Field(
+        default=6, description="Reconcile attempts of one change before it is dead-lettered.")
+
     # Dev stack
     cache_dir: Path = Field(
         default_factory=default_cache_dir,

@@ -1,0 +1,243 @@
+"""One reconcile of one key: read the CR as it is now (level-triggered), make its children
+match a fresh render, and write status only when something differs. Idempotent: a second
+run with nothing changed writes nothing."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from fmesh_events import models
+from fmesh_events.reconcile import render
+from fmesh_events.reconcile.kube import KubeWriter
+
+MESH_LABEL = render.MESH_LABEL
+WORKLOAD_KINDS = ("Function", "Source", "Sink")
+
+
+class ReconcileError(Exception):
+    """A reconcile that cannot succeed now; the message tells a person what to do."""
+
+
+@dataclass
+class Result:
+    key: str
+    generation: int | None = None
+    gone: bool = False
+    children: list[tuple[str, str, str]] = field(default_factory=list)  # kind, name, action
+    status_changed: bool = False
+    cr: dict[str, Any] | None = None
+    desired_status: dict[str, Any] | None = None
+    mesh_owner: str | None = None  # key of the FunctionMesh to refresh, if this is its child
+
+    @property
+    def changed(self) -> bool:
+        return self.status_changed or any(a != "UNCHANGED" for _k, _n, a in self.children)
+
+
+def _now() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def condition(type_: str, ok: bool, reason: str, message: str, generation: int | None,
+              previous: list[dict[str, Any]]) -> dict[str, Any]:
+    """A standard condition; lastTransitionTime moves only when status flips."""
+    status = "True" if ok else "False"
+    before = next((c for c in previous if c.get("type") == type_), None)
+    since = before["lastTransitionTime"] if before and before.get("status") == status \
+        and before.get("lastTransitionTime") else _now()
+    out = {"type": type_, "status": status, "reason": reason, "message": message,
+           "lastTransitionTime": since}
+    if generation is not None:
+        out["observedGeneration"] = generation
+    return out
+
+
+def _comparable(status: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(status)
+    out.pop("lastReconcileMessageId", None)
+    for c in out.get("conditions") or []:
+        c.pop("lastTransitionTime", None)
+    return out
+
+
+def reconcile(writer: KubeWriter, key: str, children_too: bool = True) -> Result:
+    """Make the cluster match the CR named by `key`. `children_too=False` (pod-events)
+    refreshes status only."""
+    kind, namespace, name = key.split("/", 2)
+    result = Result(key=key)
+    cr = writer.get(kind, namespace, name)
+    if cr is None or cr["metadata"].get("deletionTimestamp"):
+        result.gone = True
+        return result
+    result.cr = cr
+    result.generation = cr["metadata"].get("generation")
+    if (cr["metadata"].get("annotations") or {}).get("compute.functionmesh.io/managed") == "false":
+        return result
+    try:
+        model = models.parse_resource(cr)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"spec.{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}"
+            if e["loc"] and e["loc"][0] == "spec" else f"{e['loc']}: {e['msg']}"
+            for e in error.errors()[:5])
+        raise ReconcileError(f"the spec does not fit this operator's model: {problems}") from error
+    if kind == "FunctionMesh":
+        assert isinstance(model, models.FunctionMesh)
+        _reconcile_mesh(writer, model, cr, result)
+    else:
+        assert isinstance(model, models.Function | models.Source | models.Sink)
+        _reconcile_workload(writer, model, cr, result, children_too)
+    return result
+
+
+def _apply_child(writer: KubeWriter, desired: dict[str, Any], result: Result) -> dict[str, Any]:
+    meta = desired["metadata"]
+    existing = writer.get(desired["kind"], meta["namespace"], meta["name"])
+    if existing is None:
+        stored = writer.apply(desired)
+        result.children.append((desired["kind"], meta["name"], "CREATED"))
+        return stored
+    if desired["kind"] in WORKLOAD_KINDS and "replicas" in (existing.get("spec") or {}):
+        # A mesh entry's replicas is where a child starts; after that, the child's /scale
+        # (kubectl scale, the scaler) owns the count and the mesh must not reset it.
+        desired = copy.deepcopy(desired)
+        desired["spec"]["replicas"] = existing["spec"]["replicas"]
+    if desired["kind"] == "StatefulSet":
+        immutable = render.immutable_fields_changed(existing, desired)
+        if immutable:
+            # An in-place update would be refused forever: orphan the pods, recreate, and
+            # let the new StatefulSet adopt them.
+            writer.delete("StatefulSet", meta["namespace"], meta["name"], orphan=True)
+            writer.wait_gone("StatefulSet", meta["namespace"], meta["name"])
+            stored = writer.apply(desired)
+            result.children.append(("StatefulSet", meta["name"], "REPLACED"))
+            return stored
+    stored = writer.apply(desired)
+    same = stored["metadata"]["resourceVersion"] == existing["metadata"]["resourceVersion"]
+    result.children.append((desired["kind"], meta["name"], "UNCHANGED" if same else "UPDATED"))
+    return stored
+
+
+def _reconcile_workload(writer: KubeWriter, model: Any, cr: dict[str, Any], result: Result,
+                        children_too: bool) -> None:
+    meta = cr["metadata"]
+    namespace = meta["namespace"]
+    config_map = model.spec.pulsar.pulsar_config
+    if writer.get("ConfigMap", namespace, config_map) is None:
+        raise ReconcileError(
+            f"ConfigMap {config_map!r} named by spec.pulsar.pulsarConfig does not exist in "
+            f"namespace {namespace!r}: create it with webServiceURL and brokerServiceURL")
+    statefulset = None
+    if children_too:
+        for desired in render.render_workload(model):
+            stored = _apply_child(writer, desired, result)
+            if desired["kind"] == "StatefulSet":
+                statefulset = stored
+    if statefulset is None:
+        statefulset = writer.get("StatefulSet", namespace, render.statefulset_name(model))
+    sts_status = (statefulset or {}).get("status") or {}
+    wanted = model.spec.replicas if model.spec.replicas is not None else 1
+    ready = int(sts_status.get("readyReplicas") or 0)
+    previous = (cr.get("status") or {}).get("conditions") or []
+    generation = meta.get("generation")
+    is_ready = statefulset is not None and ready >= wanted
+    status = {
+        "observedGeneration": generation,
+        "replicas": int(sts_status.get("replicas") or 0),
+        "readyReplicas": ready,
+        "selector": render.status_selector(model),
+        "conditions": [
+            condition("Reconciled", True, "Applied",
+                      "StatefulSet and Service match the spec", generation, previous),
+            condition("Ready", is_ready, "PodsReady" if is_ready else "PodsNotReady",
+                      f"{ready}/{wanted} pods ready", generation, previous),
+        ],
+    }
+    _set_status(cr, status, result)
+    owner = (meta.get("labels") or {}).get(MESH_LABEL)
+    if owner and result.status_changed:
+        result.mesh_owner = f"FunctionMesh/{namespace}/{owner}"
+
+
+def _reconcile_mesh(writer: KubeWriter, mesh: models.FunctionMesh, cr: dict[str, Any],
+                    result: Result) -> None:
+    meta = cr["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    desired = render.render_mesh_children(mesh)
+    wanted = {(d["kind"], d["metadata"]["name"]) for d in desired}
+    children = [_apply_child(writer, d, result) for d in desired]
+    for kind in WORKLOAD_KINDS:
+        for existing in writer.list(kind, namespace, f"{MESH_LABEL}={name}"):
+            child_name = existing["metadata"]["name"]
+            if (kind, child_name) not in wanted:
+                writer.delete(kind, namespace, child_name)
+                result.children.append((kind, child_name, "DELETED"))
+    not_ready = []
+    per_kind: dict[str, dict[str, Any]] = {"Function": {}, "Source": {}, "Sink": {}}
+    for child in children:
+        child_status = child.get("status") or {}
+        ready = next((c for c in child_status.get("conditions") or []
+                      if c.get("type") == "Ready"), None)
+        is_ready = bool(ready and ready.get("status") == "True")
+        per_kind[child["kind"]][child["metadata"]["name"]] = {
+            "status": "Ready" if is_ready else "NotReady",
+            "replicas": int(child_status.get("replicas") or 0),
+            "readyReplicas": int(child_status.get("readyReplicas") or 0),
+            "message": ready.get("message", "") if ready else "not reconciled yet",
+        }
+        if not is_ready:
+            not_ready.append(f"{child['kind']} {child['metadata']['name']}")
+    previous = (cr.get("status") or {}).get("conditions") or []
+    generation = meta.get("generation")
+    status = {
+        "observedGeneration": generation,
+        "conditions": [
+            condition("Reconciled", True, "Applied", f"{len(children)} children match the spec",
+                      generation, previous),
+            condition("Ready", not not_ready, "ChildrenReady" if not not_ready else
+                      "ChildrenNotReady", "all children ready" if not not_ready else
+                      "not ready: " + ", ".join(not_ready), generation, previous),
+        ],
+    }
+    for kind, field_name in (("Function", "functionConditions"), ("Source", "sourceConditions"),
+                             ("Sink", "sinkConditions")):
+        if per_kind[kind]:
+            status[field_name] = per_kind[kind]
+    _set_status(cr, status, result)
+
+
+def _set_status(cr: dict[str, Any], status: dict[str, Any], result: Result) -> None:
+    current = cr.get("status") or {}
+    result.desired_status = status
+    result.status_changed = _comparable(current) != _comparable(status)
+
+
+def merge_patch(current: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch that turns `current` into exactly `desired` (keys that go away are
+    set to null; lists are replaced whole)."""
+    patch: dict[str, Any] = {k: None for k in current if k not in desired}
+    for key, value in desired.items():
+        before = current.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            patch[key] = merge_patch(before, value)
+        else:
+            patch[key] = value
+    return patch
+
+
+def failure_status(cr: dict[str, Any], message: str, dead: bool) -> dict[str, Any]:
+    """Ready=False with a message a person can act on; everything else as it was."""
+    status = copy.deepcopy(cr.get("status") or {})
+    previous = status.get("conditions") or []
+    generation = cr["metadata"].get("generation")
+    reason = "ReconcileGaveUp" if dead else "ReconcileFailed"
+    conditions = [c for c in previous if c.get("type") not in ("Ready", "Reconciled")]
+    conditions += [condition("Reconciled", False, reason, message, generation, previous),
+                   condition("Ready", False, reason, message, generation, previous)]
+    status["conditions"] = conditions
+    return status

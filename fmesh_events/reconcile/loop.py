@@ -1,0 +1,261 @@
+"""The reconcile consumer: a Key_Shared subscription "reconcile" on resource-events,
+pod-events and reconcile-requests (retries and mesh refreshes), one record per reconcile on
+reconcile-log, and the dead-letter topic after the last attempt.
+
+Why one consumer name per process on all three topics: Pulsar 4's Key_Shared dispatcher
+places consumers on a consistent-hash ring by name, so the same key goes to the same process
+on every topic, and one key is handled by one process at a time, in order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import timedelta
+from typing import Any
+
+import pulsar
+from kubernetes import client
+from prometheus_client import Counter, Histogram
+
+from fmesh_events import events
+from fmesh_events.events import ChangeEvent, EventType
+from fmesh_events.reconcile import engine
+from fmesh_events.reconcile.kube import KubeWriter
+
+log = logging.getLogger("fmesh_events.reconcile")
+
+RECONCILES = Counter("fmesh_reconcile_total", "Reconciles by outcome", ["outcome"])
+DURATION = Histogram("fmesh_reconcile_duration_seconds", "Reconcile duration", ["outcome"])
+DEAD_LETTERED = Counter("fmesh_reconcile_dead_lettered_total", "Keys given up on")
+
+SUBSCRIPTION = "reconcile"
+
+
+class Reconciler:
+    def __init__(self, api: client.ApiClient, pulsar_client: pulsar.Client,
+                 topic: Any, name: str, max_attempts: int = 6, subscription: str = SUBSCRIPTION,
+                 retry_base_seconds: float = 1.0, retry_max_seconds: float = 60.0) -> None:
+        self.writer = KubeWriter(api)
+        self.client = pulsar_client
+        self.topic = topic
+        self.name = name
+        self.subscription = subscription
+        self.max_attempts = max_attempts
+        self.retry_base = retry_base_seconds
+        self.retry_max = retry_max_seconds
+        self.topics = {name_: topic(name_) for name_ in (
+            events.RESOURCE_EVENTS, events.POD_EVENTS, events.RECONCILE_REQUESTS)}
+        self.consumer: Any = None
+        self.log_producer: Any = None
+        self.requests: Any = None
+        self.dead_letters: Any = None
+        self.handled = 0
+        # Generation each key was last reconciled at, and keys given up on at it: a change
+        # that does not move the generation (our own status writes, most metadata) needs
+        # no reconcile, and must not restart a retry chain that was given up.
+        self.generations: dict[str, int | None] = {}
+        self.given_up: set[str] = set()
+
+    def open(self) -> None:
+        self.consumer = self.client.subscribe(
+            list(self.topics.values()), self.subscription,
+            consumer_type=pulsar.ConsumerType.KeyShared,
+            consumer_name=self.name,
+            initial_position=pulsar.InitialPosition.Earliest,
+            receiver_queue_size=200,
+            negative_ack_redelivery_delay_ms=1000,
+            key_shared_policy=pulsar.ConsumerKeySharedPolicy(
+                key_shared_mode=pulsar.KeySharedMode.AutoSplit,
+                allow_out_of_order_delivery=False),
+        )
+        self.log_producer = self.client.create_producer(
+            self.topic(events.RECONCILE_LOG),
+            schema=pulsar.schema.AvroSchema(None,
+                                            schema_definition=events.RECONCILE_RECORD_SCHEMA),
+            batching_enabled=True, batching_type=pulsar.BatchingType.KeyBased,
+            batching_max_publish_delay_ms=5)
+        # Key-based batching keeps each key on one consumer of a Key_Shared subscription.
+        self.requests = self.client.create_producer(
+            self.topics[events.RECONCILE_REQUESTS], batching_enabled=False)
+        self.dead_letters = self.client.create_producer(
+            self.topic(events.RECONCILE_DLQ), batching_enabled=False)
+
+    def close(self) -> None:
+        for closable in (self.consumer, self.log_producer, self.requests, self.dead_letters):
+            if closable is not None:
+                try:
+                    closable.close()
+                except Exception:
+                    log.debug("close failed", exc_info=True)
+
+    def run_until(self, stop: Any) -> None:
+        while not stop.is_set():
+            try:
+                message = self.consumer.receive(timeout_millis=500)
+            except pulsar.Timeout:
+                continue
+            self.handle(message)
+
+    # -- one message ---------------------------------------------------------------------
+    def handle(self, message: Any) -> None:
+        topic = message.topic_name()
+        key, attempt, children_too = self._trigger(message, topic)
+        if key is None:
+            self.consumer.acknowledge(message)
+            self.handled += 1
+            return
+        started = time.monotonic()
+        calls_before = self.writer.calls
+        outcome, error, result = "OK", None, None
+        try:
+            result = engine.reconcile(self.writer, key, children_too=children_too)
+            outcome = "GONE" if result.gone else "OK"
+        except (engine.ReconcileError, client.ApiException, TimeoutError, OSError) as failure:
+            error = _describe(failure)
+            outcome = "FAILED"
+        except Exception as failure:  # a bug must not stop the others: report and retry
+            log.exception("reconcile crashed", extra={"key": key})
+            error = f"internal error: {failure!r}"
+            outcome = "FAILED"
+        duration = time.monotonic() - started
+        if outcome == "FAILED":
+            outcome = self._fail(key, attempt, error or "unknown error", message)
+            self._report_failure(key, error or "unknown error", attempt,
+                                 dead=outcome == "DEAD_LETTERED")
+        self._remember(key, result, outcome, message, topic)
+        record_id = self._record(key, topic, message, result, outcome, attempt, error, duration)
+        if result is not None and not result.gone and result.cr is not None:
+            self._write_status(result, record_id)
+        self.consumer.acknowledge(message)
+        self.handled += 1
+        RECONCILES.labels(outcome).inc()
+        DURATION.labels(outcome).observe(duration)
+        log.info("reconciled", extra={"key": key, "message_id": str(message.message_id()),
+                                      "outcome": outcome, "calls": self.writer.calls - calls_before,
+                                      "ms": round(duration * 1000, 1)})
+
+    def _remember(self, key: str, result: engine.Result | None, outcome: str, message: Any,
+                  topic: str) -> None:
+        generation = result.generation if result is not None else None
+        if generation is None and topic.endswith(events.RESOURCE_EVENTS):
+            generation = events.decode(message.data()).generation
+        if outcome == "GONE":
+            self.generations.pop(key, None)
+            self.given_up.discard(key)
+            return
+        if generation is not None:
+            self.generations[key] = generation
+        if outcome == "DEAD_LETTERED":
+            self.given_up.add(key)
+        elif outcome == "OK":
+            self.given_up.discard(key)
+
+    def _trigger(self, message: Any, topic: str) -> tuple[str | None, int, bool]:
+        """(key, attempt, children_too) of a message; None key for one to skip."""
+        try:
+            if topic.endswith(events.RECONCILE_REQUESTS):
+                request = json.loads(message.data())
+                return str(request["key"]), int(request.get("attempt", 0)), True
+            event: ChangeEvent = events.decode(message.data())
+            if event.event_version > events.EVENT_VERSION:
+                raise ValueError(f"event version {event.event_version} is newer than this "
+                                 f"operator understands ({events.EVENT_VERSION})")
+        except Exception as error:
+            self._dead_letter(message, f"undecodable message: {error}")
+            return None, 0, False
+        if topic.endswith(events.POD_EVENTS):
+            # A pod change only moves readiness; nothing to do for a key given up on.
+            return (None if event.key in self.given_up else event.key), 0, False
+        known = event.key in self.generations
+        if event.type == EventType.MODIFIED and known and \
+                self.generations[event.key] == event.generation:
+            return None, 0, False
+        return event.key, 0, True
+
+    def _fail(self, key: str, attempt: int, error: str, message: Any) -> str:
+        if attempt + 1 >= self.max_attempts:
+            self._dead_letter(message, error, key=key)
+            DEAD_LETTERED.inc()
+            return "DEAD_LETTERED"
+        delay = min(self.retry_base * 2 ** attempt, self.retry_max)
+        self.requests.send(json.dumps({"key": key, "attempt": attempt + 1, "error": error}).encode(),
+                           partition_key=key, deliver_after=timedelta(seconds=delay))
+        return "FAILED"
+
+    def _dead_letter(self, message: Any, reason: str, key: str | None = None) -> None:
+        log.error("dead-lettered", extra={"key": key, "topic": message.topic_name(),
+                                          "message_id": str(message.message_id()),
+                                          "reason": reason})
+        properties = {"reason": reason[:2000], "origin-topic": message.topic_name(),
+                      "origin-message-id": str(message.message_id())}
+        self.dead_letters.send(message.data(), properties=properties,
+                               partition_key=key or message.partition_key() or "unknown")
+
+    def _record(self, key: str, topic: str, message: Any, result: engine.Result | None,
+                outcome: str, attempt: int, error: str | None, duration: float) -> str:
+        record = {
+            "recordVersion": 1, "key": key, "triggerTopic": topic.rsplit("/", 1)[-1],
+            "triggerMessageId": str(message.message_id()),
+            "generation": result.generation if result else None,
+            "outcome": outcome, "attempt": attempt,
+            "children": [{"kind": k, "name": n, "action": a}
+                         for k, n, a in (result.children if result else [])],
+            "statusChanged": bool(result and result.status_changed),
+            "durationMs": round(duration * 1000, 3), "error": error,
+            "time": int(time.time() * 1000), "reconciler": self.name,
+        }
+        message_id = self.log_producer.send(record, partition_key=key)
+        return str(message_id)
+
+    def _write_status(self, result: engine.Result, record_id: str) -> None:
+        cr = result.cr
+        assert cr is not None
+        meta = cr["metadata"]
+        kind, namespace, name = cr["kind"], meta["namespace"], meta["name"]
+        if result.desired_status is None:
+            return
+        if result.changed:
+            desired = {**result.desired_status, "lastReconcileMessageId": record_id}
+            patch = engine.merge_patch(cr.get("status") or {}, desired)
+            self.writer.patch_status(kind, namespace, name, patch)
+            changed = [f"{a.lower()} {k} {n}" for k, n, a in result.children if a != "UNCHANGED"]
+            if changed:
+                self.writer.post_event(cr, "Normal", "Reconciled", "; ".join(changed))
+        if result.mesh_owner:
+            self.requests.send(json.dumps({"key": result.mesh_owner, "attempt": 0}).encode(),
+                               partition_key=result.mesh_owner)
+
+    def _report_failure(self, key: str, error: str, attempt: int, dead: bool) -> None:
+        """Ready=False on the CR with the reason; an Event on the first failure and at the end."""
+        kind, namespace, name = key.split("/", 2)
+        try:
+            cr = self.writer.get(kind, namespace, name)
+            if cr is None:
+                return
+            if dead:
+                message = (f"{error}. Gave up after {attempt + 1} attempts; "
+                           "any change to this object retries it.")
+            else:
+                delay = min(self.retry_base * 2 ** attempt, self.retry_max)
+                message = f"{error}. Retrying in {delay:g}s (attempt {attempt + 1} of {self.max_attempts})."
+            status = engine.failure_status(cr, message, dead)
+            self.writer.patch_status(kind, namespace, name,
+                                     engine.merge_patch(cr.get("status") or {}, status))
+            if dead or attempt == 0:
+                self.writer.post_event(cr, "Warning",
+                                       "ReconcileGaveUp" if dead else "ReconcileFailed", message)
+        except Exception as failure:  # the API server itself may be what failed
+            log.warning("could not report the failure on the object",
+                        extra={"key": key, "error": str(failure)})
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, client.ApiException):
+        try:
+            body = json.loads(error.body or "{}")
+            return f"API server refused ({error.status}): {body.get('message', error.reason)}"
+        except ValueError:
+            return f"API server error {error.status}: {error.reason}"
+    return str(error)

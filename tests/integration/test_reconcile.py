@@ -1,0 +1,206 @@
+"""reconcile against the real stack: watcher + reconciler in this process, each test in its
+own Kubernetes namespace and Pulsar namespace."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pulsar
+
+from fmesh_events import devstack, events, kube_client, pulsar_client
+from fmesh_events.reconcile import Reconciler
+from fmesh_events.settings import Settings
+from tests.examples import EXAMPLES, documents, example
+from tests.integration.watch_helpers import InProcessWatcher, wait_for, watch_settings
+
+
+@contextmanager
+def reconciler(settings: Settings, subscription: str = "reconcile", max_attempts: int = 6,
+               retry_base: float = 1.0) -> Iterator[Reconciler]:
+    client = pulsar_client.connect(settings)
+    worker = Reconciler(kube_client.api_client(settings), client, settings.topic,
+                        f"test-{secrets.token_hex(3)}", max_attempts=max_attempts,
+                        subscription=subscription, retry_base_seconds=retry_base)
+    worker.open()
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run_until, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield worker
+    finally:
+        stop.set()
+        thread.join(10)
+        worker.close()
+        client.close()
+
+
+def _get(stack: devstack.StackInfo, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+    got = stack.kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
+    return json.loads(got.stdout) if got.returncode == 0 else None
+
+
+def _condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
+    conditions = ((obj or {}).get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c["type"] == type_), {})
+
+
+def _read(settings: Settings, topic: str) -> list[dict[str, Any]]:
+    client = pulsar_client.connect(settings)
+    try:
+        reader = client.create_reader(settings.topic(topic), pulsar.MessageId.earliest)
+        out = []
+        while reader.has_message_available():
+            message = reader.read_next(timeout_millis=5000)
+            out.append(events.decode_record(events.PARSED_RECONCILE_RECORD, message.data()))
+        return out
+    finally:
+        client.close()
+
+
+def test_sample_mesh_reaches_ready_and_replay_writes_nothing(stack: devstack.StackInfo,
+                                                             settings: Settings,
+                                                             namespace: str) -> None:
+    ws = watch_settings(settings, namespace)
+    with InProcessWatcher(ws), reconciler(ws):
+        stack.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / "functionmesh.yaml"))
+        # The sample's sink names ConfigMap "test-sink", which the sample does not create:
+        # the sink reports it and retries.
+        wait_for("sink reports the missing ConfigMap", lambda: "test-sink" in _condition(
+            _get(stack, "sink", "functionmesh-sample-sink-sample", namespace), "Ready"
+        ).get("message", ""), 60)
+        config = next(d for d in documents(EXAMPLES / "functionmesh.yaml")
+                      if d["kind"] == "ConfigMap")
+        config["metadata"]["name"] = "test-sink"
+        stack.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(config))
+        wait_for("mesh Ready", lambda: _condition(
+            _get(stack, "functionmesh", "functionmesh-sample", namespace), "Ready"
+        ).get("status") == "True", 90)
+
+    function_sts = _get(stack, "statefulset", "functionmesh-sample-ex1-function", namespace)
+    assert function_sts is not None
+    container = function_sts["spec"]["template"]["spec"]["containers"][0]
+    command = " ".join(container.get("command", []) + container.get("args", []))
+    assert "org.apache.pulsar.functions.instance.JavaInstanceMain" in command
+    assert "ExclamationFunction" in command and "functionmesh-input-topic" in command
+    labels = function_sts["metadata"]["labels"]
+    assert labels["compute.functionmesh.io/name"] == "functionmesh-sample-ex1"
+    assert _get(stack, "service", "functionmesh-sample-ex1-function-headless", namespace) is not None
+    pods = json.loads(stack.kubectl("get", "pods", "-n", namespace, "-o", "json").stdout)["items"]
+    assert len(pods) == 2 and all(p["status"]["phase"] == "Running" for p in pods)
+    function = _get(stack, "function", "functionmesh-sample-ex1", namespace)
+    assert function is not None and function["status"]["readyReplicas"] == 1
+    assert function["status"]["lastReconcileMessageId"]
+
+    # Replay every message from the start on a fresh subscription: nothing moves.
+    def versions() -> dict[str, str]:
+        out = {}
+        for kind in ("functionmesh", "function", "sink", "statefulset", "service"):
+            items = json.loads(stack.kubectl("get", kind, "-n", namespace, "-o", "json").stdout)
+            for item in items["items"]:
+                out[f"{kind}/{item['metadata']['name']}"] = item["metadata"]["resourceVersion"]
+        return out
+
+    before = versions()
+    log_before = len(_read(ws, events.RECONCILE_LOG))
+    with reconciler(ws, subscription="replay") as replay:
+        total = sum(1 for _ in _read_all_triggers(ws))
+        wait_for("replayed", lambda: replay.handled >= total, 60)
+    assert versions() == before
+    replayed = _read(ws, events.RECONCILE_LOG)[log_before:]
+    assert replayed and all(r["outcome"] == "OK" and not r["statusChanged"] and
+                            {c["action"] for c in r["children"]} <= {"UNCHANGED"}
+                            for r in replayed)
+
+
+def _read_all_triggers(settings: Settings) -> Iterator[bytes]:
+    client = pulsar_client.connect(settings)
+    try:
+        for topic in (events.RESOURCE_EVENTS, events.POD_EVENTS, events.RECONCILE_REQUESTS):
+            reader = client.create_reader(settings.topic(topic), pulsar.MessageId.earliest)
+            while reader.has_message_available():
+                yield reader.read_next(timeout_millis=5000).data()
+    finally:
+        client.close()
+
+
+def test_updates_scale_and_removed_entries_reach_the_children(stack: devstack.StackInfo,
+                                                              settings: Settings,
+                                                              namespace: str) -> None:
+    ws = watch_settings(settings, namespace)
+    mesh = example("functionmesh-pipeline.yaml", "FunctionMesh")
+    with InProcessWatcher(ws), reconciler(ws):
+        for doc in documents(EXAMPLES / "functionmesh-pipeline.yaml"):
+            doc["metadata"].pop("namespace", None)
+            stack.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(doc))
+        mesh_name = mesh["metadata"]["name"]
+        entries = [(kind, e["name"]) for kind, field in (("function", "functions"),
+                                                          ("source", "sources"), ("sink", "sinks"))
+                   for e in mesh["spec"].get(field, [])]
+        assert len(entries) >= 2
+        for kind, entry in entries:
+            wait_for(f"{kind} {entry} created", lambda k=kind, e=entry: _get(
+                stack, "statefulset", f"{mesh_name}-{e}-{k}", namespace) is not None, 60)
+        kind, entry = entries[0]
+        child = f"{mesh_name}-{entry}"
+        before = _get(stack, "statefulset", f"{child}-{kind}", namespace)
+        assert before is not None
+        old_hash = before["spec"]["template"]["metadata"]["annotations"]
+        # Scale the child: replicas change, the pod template does not.
+        stack.kubectl("scale", kind, child, "-n", namespace, "--replicas=3")
+        wait_for("StatefulSet scaled", lambda: (_get(stack, "statefulset", f"{child}-{kind}",
+                                                     namespace) or {})["spec"]["replicas"] == 3)
+        scaled = _get(stack, "statefulset", f"{child}-{kind}", namespace)
+        assert scaled is not None
+        assert scaled["spec"]["template"]["metadata"]["annotations"] == old_hash
+        # Remove the last entry from the mesh: its child goes.
+        last_kind, last_entry = entries[-1]
+        field = {"function": "functions", "source": "sources", "sink": "sinks"}[last_kind]
+        mesh["spec"][field] = [e for e in mesh["spec"][field] if e["name"] != last_entry]
+        if not mesh["spec"][field]:
+            del mesh["spec"][field]
+        stack.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(mesh))
+        wait_for("removed entry deleted", lambda: _get(
+            stack, last_kind, f"{mesh_name}-{last_entry}", namespace) is None, 60)
+        stack.kubectl("delete", "functionmesh", mesh_name, "-n", namespace)
+        wait_for("children follow the mesh", lambda: _get(
+            stack, kind, child, namespace) is None, 60)
+
+
+def test_failure_is_retried_then_dead_lettered_with_a_readable_condition(
+        stack: devstack.StackInfo, settings: Settings, namespace: str) -> None:
+    ws = watch_settings(settings, namespace)
+    broken = example("function.yaml", "Function")
+    broken["metadata"]["name"] = "broken"
+    broken["spec"]["pulsar"]["pulsarConfig"] = "no-such-config"
+    healthy = example("function.yaml", "Function")
+    with InProcessWatcher(ws), reconciler(ws, max_attempts=3, retry_base=0.3):
+        for doc in documents(EXAMPLES / "function.yaml"):
+            doc["metadata"].pop("namespace", None)
+            stack.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(doc))
+        stack.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(broken))
+        wait_for("broken gave up", lambda: _condition(_get(stack, "function", "broken", namespace),
+                                                      "Ready").get("reason") == "ReconcileGaveUp",
+                 60)
+        wait_for("healthy Ready", lambda: _condition(_get(
+            stack, "function", healthy["metadata"]["name"], namespace), "Ready"
+        ).get("status") == "True", 60)
+    message = _condition(_get(stack, "function", "broken", namespace), "Ready")["message"]
+    assert "no-such-config" in message and "spec.pulsar.pulsarConfig" in message
+    assert "Gave up after 3 attempts" in message
+    records = [r for r in _read(ws, events.RECONCILE_LOG) if r["key"].endswith("/broken")]
+    assert [r["outcome"] for r in records][-3:] == ["FAILED", "FAILED", "DEAD_LETTERED"]
+    events_out = stack.kubectl("get", "events", "-n", namespace,
+                               "--field-selector", "involvedObject.name=broken").stdout
+    assert "ReconcileGaveUp" in events_out
+    client = pulsar_client.connect(ws)
+    try:
+        reader = client.create_reader(ws.topic(events.RECONCILE_DLQ), pulsar.MessageId.earliest)
+        assert reader.has_message_available()
+        assert "no-such-config" in reader.read_next(5000).properties()["reason"]
+    finally:
+        client.close()
