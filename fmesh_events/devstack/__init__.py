@@ -6,6 +6,9 @@ Public surface: `up`, `down`, `status`, `StackInfo`, `StackError`.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -89,6 +92,12 @@ def _running(stack_dir: Path) -> StackInfo | None:
 
 
 def down(stack: StackInfo) -> None:
+    """Stop the stack, and the operator `scripts/dev` started beside it."""
+    operator_pid = stack.dir / "operator.pid"
+    if operator_pid.exists():
+        with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
+            os.kill(int(operator_pid.read_text().strip()), signal.SIGTERM)
+        operator_pid.unlink()
     if stack.backend == "docker":
         docker.down(stack)
     else:
