@@ -204,3 +204,51 @@ def test_failure_is_retried_then_dead_lettered_with_a_readable_condition(
         assert "no-such-config" in reader.read_next(5000).properties()["reason"]
     finally:
         client.close()
+
+
+def test_three_reconcilers_share_the_work_and_survive_a_kill(stack: devstack.StackInfo,
+                                                             settings: Settings, namespace: str,
+                                                             tmp_path: Any) -> None:
+    import itertools
+    import signal
+
+    from tests.integration.watch_helpers import spawn_watcher
+
+    ws = watch_settings(settings, namespace)
+    config = next(d for d in documents(EXAMPLES / "function.yaml") if d["kind"] == "ConfigMap")
+    config["metadata"].pop("namespace", None)
+    stack.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(config))
+    workers = [spawn_watcher(ws, tmp_path / f"r{i}.log", components="reconcile")
+               for i in range(3)]
+    names = [f"scale-{i}" for i in range(60)]
+    try:
+        with InProcessWatcher(ws):
+            for i, name in enumerate(names):
+                body = example("function.yaml", "Function")
+                body["metadata"]["name"] = name
+                stack.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))
+                if i == 20:
+                    workers[0].send_signal(signal.SIGKILL)
+                    workers[0].wait()
+
+            def all_ready() -> bool:
+                items = json.loads(stack.kubectl("get", "functions", "-n", namespace,
+                                                 "-o", "json").stdout)["items"]
+                return len(items) == len(names) and all(
+                    _condition(item, "Ready").get("status") == "True" for item in items)
+            took = wait_for("all 60 Functions Ready", all_ready, 180)
+            print(f"60 Functions Ready {took:.1f}s after the last apply, one of 3 reconcilers killed")
+    finally:
+        for worker in workers:
+            worker.kill()
+            worker.wait()
+    records = [r for r in _read(ws, events.RECONCILE_LOG) if r["key"].split("/")[2] in names]
+    assert len({r["reconciler"] for r in records}) >= 2, "the work was not shared"
+    by_key: dict[str, list[tuple[float, float, str]]] = {}
+    for r in records:
+        end = r["time"].timestamp() * 1000 if hasattr(r["time"], "timestamp") else r["time"]
+        by_key.setdefault(r["key"], []).append((end - r["durationMs"], end, r["reconciler"]))
+    for key, spans in by_key.items():
+        spans.sort()
+        for (_s1, e1, who1), (s2, _e2, who2) in itertools.pairwise(spans):
+            assert not (who1 != who2 and s2 < e1), f"{key} reconciled by {who1} and {who2} at once"

@@ -57,8 +57,9 @@ class InProcessWatcher:
         self.client.close()
 
 
-def spawn_watcher(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
-    """`fmesh-events run --components watch` as its own process, logging to log_path."""
+def spawn_watcher(settings: Settings, log_path: Path,
+                  components: str = "watch") -> subprocess.Popen[bytes]:
+    """`fmesh-events run --components <components>` as its own process, logging to log_path."""
     env = {
         **os.environ,
         "FMESH_KUBECONFIG": str(settings.kubeconfig),
@@ -69,7 +70,7 @@ def spawn_watcher(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]
         "FMESH_LOG_LEVEL": "INFO",
     }
     log = log_path.open("ab")
-    return subprocess.Popen([sys.executable, "-m", "fmesh_events", "run", "--components", "watch"],
+    return subprocess.Popen([sys.executable, "-m", "fmesh_events", "run", "--components", components],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
