@@ -39,7 +39,9 @@ def run_reconcile(settings: Settings, stop: threading.Event) -> None:
                 settings.system_namespace, settings.retention_minutes)
             client = pulsar_client.connect(settings)
             reconciler = Reconciler(kube_client.api_client(settings), client, settings.topic,
-                                    consumer_name(), max_attempts=settings.reconcile_max_attempts)
+                                    consumer_name(), max_attempts=settings.reconcile_max_attempts,
+                                    admin=lambda url: pulsar_client.PulsarAdmin(
+                                        settings.model_copy(update={"pulsar_admin_url": url})))
             reconciler.open()
             reconciler.run_until(stop)
         except Exception as error:

@@ -5,6 +5,7 @@ run with nothing changed writes nothing."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from fmesh_events import models
-from fmesh_events.reconcile import render
+from fmesh_events.reconcile import cleanup, render
 from fmesh_events.reconcile.kube import KubeWriter
 
 MESH_LABEL = render.MESH_LABEL
@@ -65,14 +66,32 @@ def _comparable(status: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def reconcile(writer: KubeWriter, key: str, children_too: bool = True) -> Result:
+# Deletes a subscription in the function's own Pulsar cluster: (admin URL, topic, subscription).
+SubscriptionDeleter = Callable[[str, str, str], None]
+
+
+@dataclass
+class Options:
+    delete_subscription: SubscriptionDeleter | None = None
+    # After this long, a cleanup that keeps failing lets go of the finalizer (reported).
+    finalizer_timeout_seconds: float = 120.0
+
+
+def reconcile(writer: KubeWriter, key: str, children_too: bool = True,
+              options: Options | None = None) -> Result:
     """Make the cluster match the CR named by `key`. `children_too=False` (pod-events)
     refreshes status only."""
+    options = options or Options()
     kind, namespace, name = key.split("/", 2)
     result = Result(key=key)
     cr = writer.get(kind, namespace, name)
-    if cr is None or cr["metadata"].get("deletionTimestamp"):
+    if cr is None:
         result.gone = True
+        return result
+    if cr["metadata"].get("deletionTimestamp"):
+        result.gone = True
+        if cleanup.FINALIZER in (cr["metadata"].get("finalizers") or []):
+            _finalize(writer, cr, options, result)
         return result
     result.cr = cr
     result.generation = cr["metadata"].get("generation")
@@ -132,6 +151,7 @@ def _reconcile_workload(writer: KubeWriter, model: Any, cr: dict[str, Any], resu
         raise ReconcileError(
             f"ConfigMap {config_map!r} named by spec.pulsar.pulsarConfig does not exist in "
             f"namespace {namespace!r}: create it with webServiceURL and brokerServiceURL")
+    _ensure_finalizer(writer, model, cr)
     statefulset = None
     if children_too:
         for desired in render.render_workload(model):
@@ -215,6 +235,52 @@ def _set_status(cr: dict[str, Any], status: dict[str, Any], result: Result) -> N
     current = cr.get("status") or {}
     result.desired_status = status
     result.status_changed = _comparable(current) != _comparable(status)
+
+
+def _ensure_finalizer(writer: KubeWriter, model: Any, cr: dict[str, Any]) -> None:
+    """The finalizer is there exactly while cleanupSubscription asks for it."""
+    meta = cr["metadata"]
+    finalizers = list(meta.get("finalizers") or [])
+    wanted = cleanup.wants_cleanup(model)
+    if wanted == (cleanup.FINALIZER in finalizers):
+        return
+    finalizers = [*finalizers, cleanup.FINALIZER] if wanted else \
+        [f for f in finalizers if f != cleanup.FINALIZER]
+    stored = writer.patch_metadata(cr["kind"], meta["namespace"], meta["name"],
+                                   {"finalizers": finalizers,
+                                    "resourceVersion": meta["resourceVersion"]})
+    meta["finalizers"] = finalizers
+    meta["resourceVersion"] = stored["metadata"]["resourceVersion"]
+
+
+def _finalize(writer: KubeWriter, cr: dict[str, Any], options: Options, result: Result) -> None:
+    """Delete the input subscriptions, then let the CR go; give up after the timeout."""
+    meta = cr["metadata"]
+    try:
+        model = models.parse_resource(cr)
+        if not isinstance(model, models.Function | models.Sink):
+            raise ReconcileError(f"{cr['kind']} has no input subscriptions to clean up")
+        config = writer.get("ConfigMap", meta["namespace"], model.spec.pulsar.pulsar_config)
+        admin_url = ((config or {}).get("data") or {}).get("webServiceURL")
+        if not admin_url:
+            raise ReconcileError(f"ConfigMap {model.spec.pulsar.pulsar_config!r} has no "
+                                 "webServiceURL to delete the subscriptions with")
+        if options.delete_subscription is None:
+            raise ReconcileError("this reconciler cannot reach Pulsar admin")
+        for topic, subscription in cleanup.subscriptions(model):
+            options.delete_subscription(admin_url, topic, subscription)
+            result.children.append(("Subscription", f"{topic}:{subscription}", "DELETED"))
+    except Exception as error:
+        deleted_at = datetime.fromisoformat(meta["deletionTimestamp"].replace("Z", "+00:00"))
+        waited = (datetime.now(UTC) - deleted_at).total_seconds()
+        if waited < options.finalizer_timeout_seconds:
+            raise ReconcileError(f"cannot delete the input subscriptions yet: {error}") from error
+        writer.post_event(cr, "Warning", "CleanupSkipped",
+                          f"gave up deleting the input subscriptions after {waited:.0f}s: "
+                          f"{error}; delete them by hand if they must go")
+    finalizers = [f for f in meta.get("finalizers") or [] if f != cleanup.FINALIZER]
+    writer.patch_metadata(cr["kind"], meta["namespace"], meta["name"],
+                          {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]})
 
 
 def merge_patch(current: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:

@@ -72,6 +72,16 @@ class KubeWriter:
                 raise TimeoutError(f"{kind} {namespace}/{name} still exists after {timeout:.0f}s")
             time.sleep(0.2)
 
+    def patch_metadata(self, kind: str, namespace: str, name: str,
+                       metadata: dict[str, Any]) -> dict[str, Any]:
+        """Merge-patch metadata (finalizers); include resourceVersion to make it conditional."""
+        self.calls += 1
+        stored: dict[str, Any] = self._resource(kind).patch(
+            name=name, namespace=namespace, body={"metadata": metadata},
+            content_type="application/merge-patch+json", field_manager=FIELD_MANAGER,
+        ).to_dict()
+        return stored
+
     def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
         self.calls += 1
         self._resource(kind).status.patch(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -21,7 +22,8 @@ from prometheus_client import Counter, Histogram
 
 from fmesh_events import events
 from fmesh_events.events import ChangeEvent, EventType
-from fmesh_events.reconcile import engine
+from fmesh_events.pulsar_client import PulsarAdmin
+from fmesh_events.reconcile import cleanup, engine
 from fmesh_events.reconcile.kube import KubeWriter
 
 log = logging.getLogger("fmesh_events.reconcile")
@@ -36,7 +38,9 @@ SUBSCRIPTION = "reconcile"
 class Reconciler:
     def __init__(self, api: client.ApiClient, pulsar_client: pulsar.Client,
                  topic: Any, name: str, max_attempts: int = 6, subscription: str = SUBSCRIPTION,
-                 retry_base_seconds: float = 1.0, retry_max_seconds: float = 60.0) -> None:
+                 retry_base_seconds: float = 1.0, retry_max_seconds: float = 60.0,
+                 admin: Callable[[str], PulsarAdmin] | None = None,
+                 finalizer_timeout_seconds: float = 120.0) -> None:
         self.writer = KubeWriter(api)
         self.client = pulsar_client
         self.topic = topic
@@ -52,6 +56,10 @@ class Reconciler:
         self.requests: Any = None
         self.dead_letters: Any = None
         self.handled = 0
+        self.options = engine.Options(
+            delete_subscription=self._delete_subscription if admin else None,
+            finalizer_timeout_seconds=finalizer_timeout_seconds)
+        self.admin = admin
         # Generation each key was last reconciled at, and keys given up on at it: a change
         # that does not move the generation (our own status writes, most metadata) needs
         # no reconcile, and must not restart a retry chain that was given up.
@@ -110,7 +118,8 @@ class Reconciler:
         calls_before = self.writer.calls
         outcome, error, result = "OK", None, None
         try:
-            result = engine.reconcile(self.writer, key, children_too=children_too)
+            result = engine.reconcile(self.writer, key, children_too=children_too,
+                                      options=self.options)
             outcome = "GONE" if result.gone else "OK"
         except (engine.ReconcileError, client.ApiException, TimeoutError, OSError) as failure:
             error = _describe(failure)
@@ -135,6 +144,11 @@ class Reconciler:
         log.info("reconciled", extra={"key": key, "message_id": str(message.message_id()),
                                       "outcome": outcome, "calls": self.writer.calls - calls_before,
                                       "ms": round(duration * 1000, 1)})
+
+    def _delete_subscription(self, admin_url: str, topic: str, subscription: str) -> None:
+        assert self.admin is not None
+        self.admin(admin_url).request("DELETE", cleanup.subscription_path(topic, subscription),
+                                      ok=(200, 204, 404))
 
     def _remember(self, key: str, result: engine.Result | None, outcome: str, message: Any,
                   topic: str) -> None:
@@ -170,7 +184,8 @@ class Reconciler:
             return (None if event.key in self.given_up else event.key), 0, False
         known = event.key in self.generations
         if event.type == EventType.MODIFIED and known and \
-                self.generations[event.key] == event.generation:
+                self.generations[event.key] == event.generation and \
+                "deletionTimestamp" not in event.obj().get("metadata", {}):
             return None, 0, False
         return event.key, 0, True
 

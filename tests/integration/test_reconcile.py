@@ -21,11 +21,14 @@ from tests.integration.watch_helpers import InProcessWatcher, wait_for, watch_se
 
 @contextmanager
 def reconciler(settings: Settings, subscription: str = "reconcile", max_attempts: int = 6,
-               retry_base: float = 1.0) -> Iterator[Reconciler]:
+               retry_base: float = 1.0, finalizer_timeout: float = 120) -> Iterator[Reconciler]:
     client = pulsar_client.connect(settings)
     worker = Reconciler(kube_client.api_client(settings), client, settings.topic,
                         f"test-{secrets.token_hex(3)}", max_attempts=max_attempts,
-                        subscription=subscription, retry_base_seconds=retry_base)
+                        subscription=subscription, retry_base_seconds=retry_base,
+                        admin=lambda url: pulsar_client.PulsarAdmin(
+                            settings.model_copy(update={"pulsar_admin_url": url})),
+                        finalizer_timeout_seconds=finalizer_timeout)
     worker.open()
     stop = threading.Event()
     thread = threading.Thread(target=worker.run_until, args=(stop,), daemon=True)
@@ -252,3 +255,61 @@ def test_three_reconcilers_share_the_work_and_survive_a_kill(stack: devstack.Sta
         spans.sort()
         for (_s1, e1, who1), (s2, _e2, who2) in itertools.pairwise(spans):
             assert not (who1 != who2 and s2 < e1), f"{key} reconciled by {who1} and {who2} at once"
+
+
+def _cleanup_function(name: str, namespace: str, admin_url: str, topic: str) -> list[dict[str, Any]]:
+    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{name}-pulsar"},
+              "data": {"webServiceURL": admin_url, "brokerServiceURL": "pulsar://unused:6650"}}
+    function = example("function.yaml", "Function")
+    function["metadata"]["name"] = name
+    function["spec"].update(cleanupSubscription=True, tenant="public", namespace="default",
+                            input={"topics": [topic], "typeClassName": "java.lang.String"})
+    function["spec"]["pulsar"] = {"pulsarConfig": f"{name}-pulsar"}
+    function["spec"].pop("output", None)
+    return [config, function]
+
+
+def test_cleanup_subscription_deletes_the_input_subscription(stack: devstack.StackInfo,
+                                                             settings: Settings, namespace: str,
+                                                             topic_prefix: str) -> None:
+    ws = watch_settings(settings, namespace)
+    topic = topic_prefix + "in"
+    subscription = "public/default/cleaner"
+    client = pulsar_client.connect(ws)
+    client.subscribe(topic, subscription).close()
+    client.close()
+    admin = pulsar_client.PulsarAdmin(ws)
+    path = "/admin/v2/persistent/" + topic.split("://", 1)[1] + "/subscriptions"
+    assert subscription in admin.request("GET", path)
+    with InProcessWatcher(ws), reconciler(ws):
+        for doc in _cleanup_function("cleaner", namespace, ws.pulsar_admin_url, topic):
+            stack.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(doc))
+        wait_for("finalizer added", lambda: "cleanup.subscription.finalizer" in (
+            (_get(stack, "function", "cleaner", namespace) or {}).get("metadata", {})
+            .get("finalizers") or []), 30)
+        stack.kubectl("delete", "function", "cleaner", "-n", namespace, "--wait=false")
+        wait_for("Function gone", lambda: _get(stack, "function", "cleaner", namespace) is None, 60)
+    assert subscription not in admin.request("GET", path)
+    records = [r for r in _read(ws, events.RECONCILE_LOG) if r["key"].endswith("/cleaner")]
+    assert any(c["kind"] == "Subscription" and c["action"] == "DELETED"
+               for r in records for c in r["children"])
+
+
+def test_unreachable_pulsar_never_keeps_a_cr_on_its_finalizer(stack: devstack.StackInfo,
+                                                             settings: Settings, namespace: str,
+                                                             topic_prefix: str) -> None:
+    ws = watch_settings(settings, namespace)
+    with InProcessWatcher(ws), reconciler(ws, retry_base=0.5, finalizer_timeout=3):
+        for doc in _cleanup_function("stuck", namespace, "http://127.0.0.1:9",
+                                     topic_prefix + "in"):
+            stack.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(doc))
+        wait_for("finalizer added", lambda: "cleanup.subscription.finalizer" in (
+            (_get(stack, "function", "stuck", namespace) or {}).get("metadata", {})
+            .get("finalizers") or []), 30)
+        stack.kubectl("delete", "function", "stuck", "-n", namespace, "--wait=false")
+        took = wait_for("Function let go", lambda: _get(stack, "function", "stuck",
+                                                        namespace) is None, 60)
+        print(f"let go of the finalizer {took:.1f}s after delete (timeout 3s)")
+    events_out = stack.kubectl("get", "events", "-n", namespace,
+                               "--field-selector", "involvedObject.name=stuck").stdout
+    assert "CleanupSkipped" in events_out
