@@ -313,3 +313,42 @@ def test_unreachable_pulsar_never_keeps_a_cr_on_its_finalizer(stack: devstack.St
     events_out = stack.kubectl("get", "events", "-n", namespace,
                                "--field-selector", "involvedObject.name=stuck").stdout
     assert "CleanupSkipped" in events_out
+
+
+def test_config_change_rolls_pods_and_immutable_change_replaces_the_statefulset(
+        stack: devstack.StackInfo, settings: Settings, namespace: str) -> None:
+    ws = watch_settings(settings, namespace)
+    docs = documents(EXAMPLES / "function.yaml")
+    for doc in docs:
+        doc["metadata"].pop("namespace", None)
+    function = next(d for d in docs if d["kind"] == "Function")
+    name = function["metadata"]["name"]
+    sts_name = f"{name}-function"
+
+    def template_hash() -> str:
+        sts = _get(stack, "statefulset", sts_name, namespace) or {}
+        annotations = sts.get("spec", {}).get("template", {}).get("metadata", {}).get(
+            "annotations", {})
+        return str(annotations.get("fmesh-events.io/pod-template-hash", ""))
+
+    with InProcessWatcher(ws), reconciler(ws):
+        for doc in docs:
+            stack.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(doc))
+        wait_for("StatefulSet", lambda: template_hash() != "", 30)
+        first = template_hash()
+        stack.kubectl("patch", "function", name, "-n", namespace, "--type=merge",
+                      "-p", '{"spec": {"funcConfig": {"greeting": "changed"}}}')
+        wait_for("config change reaches the pod template", lambda: template_hash() not in
+                 ("", first), 30)
+        claim = {"metadata": {"name": "state"},
+                 "spec": {"accessModes": ["ReadWriteOnce"],
+                          "resources": {"requests": {"storage": "1Gi"}}}}
+        stack.kubectl("patch", "function", name, "-n", namespace, "--type=merge",
+                      "-p", json.dumps({"spec": {"volumeClaimTemplates": [claim]}}))
+        wait_for("StatefulSet replaced with the claim template", lambda: [
+            c["metadata"]["name"] for c in (_get(stack, "statefulset", sts_name, namespace) or {})
+            .get("spec", {}).get("volumeClaimTemplates", [])] == ["state"], 60)
+    records = [r for r in _read(ws, events.RECONCILE_LOG) if r["key"].endswith(f"/{name}")]
+    actions = [c["action"] for r in records for c in r["children"] if c["kind"] == "StatefulSet"]
+    assert "UPDATED" in actions and "REPLACED" in actions
+    assert all(r["outcome"] == "OK" for r in records), [r["error"] for r in records]
