@@ -279,6 +279,9 @@ def start_kubernetes(tool: Toolchain, stack: StackInfo, progress: Progress) -> N
         f"--service-account-private-key-file={pki / 'sa.key'}",
         f"--root-ca-file={pki / 'ca.crt'}", "--use-service-account-credentials=false",
         "--controllers=*", "--concurrent-statefulset-syncs=10",
+        # KWOK's node heartbeats can be a minute apart under load; a node that looks gone
+        # would have all its pods marked NotReady, and KWOK does not mark them Ready again.
+        "--node-monitor-grace-period=1h",
     ], stack)
     _spawn("kube-scheduler", [
         str(tool.kube_scheduler), *common, f"--secure-port={sched_port}",

@@ -147,7 +147,7 @@ def _reconcile_workload(writer: KubeWriter, model: Any, cr: dict[str, Any], resu
     meta = cr["metadata"]
     namespace = meta["namespace"]
     config_map = model.spec.pulsar.pulsar_config
-    if writer.get("ConfigMap", namespace, config_map) is None:
+    if children_too and writer.get("ConfigMap", namespace, config_map) is None:
         raise ReconcileError(
             f"ConfigMap {config_map!r} named by spec.pulsar.pulsarConfig does not exist in "
             f"namespace {namespace!r}: create it with webServiceURL and brokerServiceURL")

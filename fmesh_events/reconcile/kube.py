@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -27,7 +28,15 @@ class KubeWriter:
     def __init__(self, api: client.ApiClient) -> None:
         self.dynamic = dynamic.DynamicClient(api)
         self._resources: dict[str, Any] = {}
-        self.calls = 0
+        self._local = threading.local()
+
+    @property
+    def calls(self) -> int:
+        """API calls this thread has made (each reconcile runs on one thread)."""
+        return int(getattr(self._local, "calls", 0))
+
+    def _count(self) -> None:
+        self._local.calls = self.calls + 1
 
     def _resource(self, kind: str) -> Any:
         if kind not in self._resources:
@@ -36,7 +45,7 @@ class KubeWriter:
         return self._resources[kind]
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        self.calls += 1
+        self._count()
         try:
             obj: dict[str, Any] = self._resource(kind).get(name=name,
                                                            namespace=namespace).to_dict()
@@ -45,13 +54,13 @@ class KubeWriter:
             return None
 
     def list(self, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
-        self.calls += 1
+        self._count()
         result = self._resource(kind).get(namespace=namespace, label_selector=label_selector)
         return [item.to_dict() for item in result.items]
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply; returns the object as stored."""
-        self.calls += 1
+        self._count()
         meta = obj["metadata"]
         applied: dict[str, Any] = self._resource(obj["kind"]).server_side_apply(
             body=obj, name=meta["name"], namespace=meta.get("namespace"),
@@ -60,7 +69,7 @@ class KubeWriter:
         return applied
 
     def delete(self, kind: str, namespace: str, name: str, orphan: bool = False) -> None:
-        self.calls += 1
+        self._count()
         body = {"propagationPolicy": "Orphan" if orphan else "Background"}
         with contextlib.suppress(NotFoundError):
             self._resource(kind).delete(name=name, namespace=namespace, body=body)
@@ -75,7 +84,7 @@ class KubeWriter:
     def patch_metadata(self, kind: str, namespace: str, name: str,
                        metadata: dict[str, Any]) -> dict[str, Any]:
         """Merge-patch metadata (finalizers); include resourceVersion to make it conditional."""
-        self.calls += 1
+        self._count()
         stored: dict[str, Any] = self._resource(kind).patch(
             name=name, namespace=namespace, body={"metadata": metadata},
             content_type="application/merge-patch+json", field_manager=FIELD_MANAGER,
@@ -83,7 +92,7 @@ class KubeWriter:
         return stored
 
     def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
-        self.calls += 1
+        self._count()
         self._resource(kind).status.patch(
             name=name, namespace=namespace, body={"status": status},
             content_type="application/merge-patch+json", field_manager=FIELD_MANAGER,
@@ -103,7 +112,7 @@ class KubeWriter:
             "source": {"component": FIELD_MANAGER}, "reportingComponent": FIELD_MANAGER,
             "firstTimestamp": now, "lastTimestamp": now, "count": 1,
         }
-        self.calls += 1
+        self._count()
         try:
             self._resource("Event").create(body=body, namespace=meta["namespace"])
         except Exception as error:  # an Event is a courtesy; never fail a reconcile for it

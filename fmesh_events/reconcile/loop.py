@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
+import threading
 import time
+import zlib
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -40,7 +43,7 @@ class Reconciler:
                  topic: Any, name: str, max_attempts: int = 6, subscription: str = SUBSCRIPTION,
                  retry_base_seconds: float = 1.0, retry_max_seconds: float = 60.0,
                  admin: Callable[[str], PulsarAdmin] | None = None,
-                 finalizer_timeout_seconds: float = 120.0) -> None:
+                 finalizer_timeout_seconds: float = 120.0, workers: int = 8) -> None:
         self.writer = KubeWriter(api)
         self.client = pulsar_client
         self.topic = topic
@@ -56,6 +59,7 @@ class Reconciler:
         self.requests: Any = None
         self.dead_letters: Any = None
         self.handled = 0
+        self.workers = workers
         self.options = engine.Options(
             delete_subscription=self._delete_subscription if admin else None,
             finalizer_timeout_seconds=finalizer_timeout_seconds)
@@ -99,12 +103,33 @@ class Reconciler:
                     log.debug("close failed", exc_info=True)
 
     def run_until(self, stop: Any) -> None:
-        while not stop.is_set():
+        """Receive, and hand each message to the worker that owns its key: keys run in
+        parallel (API calls overlap), each key stays in order on one worker."""
+        lanes: list[queue.Queue[Any]] = [queue.Queue(maxsize=50) for _ in range(self.workers)]
+        threads = [threading.Thread(target=self._work, args=(lane,), daemon=True,
+                                    name=f"reconcile-{i}") for i, lane in enumerate(lanes)]
+        for thread in threads:
+            thread.start()
+        try:
+            while not stop.is_set():
+                try:
+                    message = self.consumer.receive(timeout_millis=500)
+                except pulsar.Timeout:
+                    continue
+                key = message.partition_key() or ""
+                lanes[zlib.crc32(key.encode()) % self.workers].put(message)
+        finally:
+            for lane in lanes:
+                lane.put(None)
+            for thread in threads:
+                thread.join(30)  # finish the reconcile in hand, then ack (graceful stop)
+
+    def _work(self, lane: queue.Queue[Any]) -> None:
+        while (message := lane.get()) is not None:
             try:
-                message = self.consumer.receive(timeout_millis=500)
-            except pulsar.Timeout:
-                continue
-            self.handle(message)
+                self.handle(message)
+            except Exception:  # Pulsar gone mid-handle: unacked, so it is redelivered
+                log.exception("handling failed", extra={"message_id": str(message.message_id())})
 
     # -- one message ---------------------------------------------------------------------
     def handle(self, message: Any) -> None:
@@ -180,8 +205,12 @@ class Reconciler:
             self._dead_letter(message, f"undecodable message: {error}")
             return None, 0, False
         if topic.endswith(events.POD_EVENTS):
-            # A pod change only moves readiness; nothing to do for a key given up on.
-            return (None if event.key in self.given_up else event.key), 0, False
+            # Readiness in status comes from the StatefulSet's readyReplicas, which moves
+            # after the pods do: its events are the ones to follow. Nothing to do for a key
+            # given up on.
+            if event.kind != "StatefulSet" or event.key in self.given_up:
+                return None, 0, False
+            return event.key, 0, False
         known = event.key in self.generations
         if event.type == EventType.MODIFIED and known and \
                 self.generations[event.key] == event.generation and \

@@ -1,0 +1,202 @@
+"""Reconcile benchmark: N Functions applied at once; time until every StatefulSet exists and
+every Function is Ready, for fmesh-events with 1 and with 3 reconciler processes and for a
+kopf baseline (benchmarks/baselines/kopf_operator.py) rendering the same objects, side by side
+in one run against the same API server.
+
+Usage: python benchmarks/reconcile.py [--sizes 100,1000,5000] [--out FILE]
+Uses the running dev stack (`fmesh-events dev up`), or starts one for the run. Figures go to
+benchmarks/results/reconcile.json (see the README's performance section).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from fmesh_events import devstack, pulsar_client  # noqa: E402
+from fmesh_events.settings import Settings  # noqa: E402
+
+WATCHED = ("functions", "statefulsets", "services", "configmaps")
+
+
+def functions_yaml(n: int) -> str:
+    docs = [json.dumps({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": "bench-pulsar"},
+                        "data": {"webServiceURL": "http://pulsar:8080",
+                                 "brokerServiceURL": "pulsar://pulsar:6650"}})]
+    for i in range(n):
+        docs.append(json.dumps({
+            "apiVersion": "compute.functionmesh.io/v1alpha1", "kind": "Function",
+            "metadata": {"name": f"f-{i}"},
+            "spec": {"className": "org.apache.pulsar.functions.api.examples.ExclamationFunction",
+                     "replicas": 1, "input": {"topics": [f"persistent://public/default/in-{i}"]},
+                     "output": {"topic": f"persistent://public/default/out-{i}"},
+                     "pulsar": {"pulsarConfig": "bench-pulsar"},
+                     "java": {"jar": "/pulsar/examples/api-examples.jar"}}}))
+    return "\n---\n".join(docs)
+
+
+def api_requests(stack: devstack.StackInfo) -> int:
+    """Non-watch requests the API server served on the resources the operators touch."""
+    kubeconfig = Path(str(stack.kubeconfig)).read_text()
+    server = re.search(r"server: (\S+)", kubeconfig)
+    token = re.search(r"token: (\S+)", kubeconfig)
+    assert server and token
+    import ssl
+
+    request = urllib.request.Request(f"{server.group(1)}/metrics",
+                                     headers={"Authorization": f"Bearer {token.group(1)}"})
+    body = urllib.request.urlopen(request, context=ssl._create_unverified_context(),
+                                  timeout=10).read().decode()
+    total = 0
+    for line in body.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+        if labels.get("resource") in WATCHED and labels.get("verb") not in ("WATCH", "LIST") \
+                and labels.get("subresource", "") in ("", "status"):
+            total += int(float(line.rsplit(" ", 1)[1]))
+    return total
+
+
+def ready_counts(stack: devstack.StackInfo, namespace: str) -> tuple[int, int]:
+    items = json.loads(stack.kubectl("get", "functions", "-n", namespace, "-o", "json").stdout)
+    ready = sum(1 for f in items["items"] if any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (f.get("status") or {}).get("conditions") or []))
+    sts = stack.kubectl("get", "statefulsets", "-n", namespace, "-o", "name").stdout.split()
+    return ready, len(sts)
+
+
+def start_operator(mode: str, settings: Settings, namespace: str, logdir: Path
+                   ) -> list[subprocess.Popen[bytes]]:
+    env = {**os.environ, "FMESH_KUBECONFIG": str(settings.kubeconfig),
+           "KUBECONFIG": str(settings.kubeconfig),
+           "FMESH_PULSAR_SERVICE_URL": settings.pulsar_service_url,
+           "FMESH_PULSAR_ADMIN_URL": settings.pulsar_admin_url,
+           "FMESH_SYSTEM_NAMESPACE": settings.system_namespace,
+           "FMESH_WATCH_NAMESPACES": json.dumps([namespace]), "FMESH_LOG_LEVEL": "INFO",
+           "PYTHONPATH": str(REPO)}
+
+    def spawn(args: list[str], name: str) -> subprocess.Popen[bytes]:
+        log = (logdir / f"{name}.log").open("wb")
+        return subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    if mode == "kopf":
+        return [spawn([sys.executable, "-m", "kopf", "run", "--standalone", "--namespace",
+                       namespace, str(REPO / "benchmarks" / "baselines" / "kopf_operator.py")],
+                      "kopf")]
+    reconcilers = 3 if mode == "fmesh-3" else 1
+    procs = [spawn([sys.executable, "-m", "fmesh_events", "run", "--components", "watch"],
+                   "watch")]
+    procs += [spawn([sys.executable, "-m", "fmesh_events", "run", "--components", "reconcile"],
+                    f"reconcile-{i}") for i in range(reconcilers)]
+    return procs
+
+
+def run_one(base: Settings, stack: devstack.StackInfo, n: int, mode: str) -> dict[str, Any]:
+    namespace = f"rb-{mode}-{n}-{secrets.token_hex(2)}"
+    settings = base.model_copy(update={"system_namespace": f"public/rb-{secrets.token_hex(3)}"})
+    pulsar_client.PulsarAdmin(settings).ensure_namespace(settings.system_namespace)
+    stack.kubectl("create", "namespace", namespace)
+    logdir = Path(tempfile.mkdtemp(prefix=f"rb-{mode}-"))
+    procs = start_operator(mode, settings, namespace, logdir)
+    try:
+        time.sleep(5)  # let every process subscribe / start watching
+        manifest = logdir / "functions.yaml"
+        manifest.write_text(functions_yaml(n))
+        before = api_requests(stack)
+        started = time.monotonic()
+        stack.kubectl("apply", "--server-side", "-n", namespace, "-f", str(manifest))
+        applied = time.monotonic() - started
+        deadline = started + 120 + n * 0.5
+        ready = sts = 0
+        while time.monotonic() < deadline:
+            ready, sts = ready_counts(stack, namespace)
+            if ready == n and sts == n:
+                break
+            time.sleep(1)
+        took = time.monotonic() - started
+        requests = api_requests(stack) - before
+        calls = [json.loads(line)["calls"] for f in logdir.glob("reconcile-*.log")
+                 for line in f.read_text().splitlines()
+                 if line.startswith("{") and '"reconciled"' in line]
+        return {
+            "n": n, "mode": mode, "all_ready": ready == n and sts == n,
+            "ready": ready, "statefulsets": sts,
+            "apply_seconds": round(applied, 1),
+            "seconds_to_all_ready": round(took, 1),
+            "functions_ready_per_second": round(ready / took, 1),
+            "reconciles": len(calls) if mode != "kopf" else None,
+            "operator_api_calls_per_reconcile":
+                round(sum(calls) / len(calls), 2) if calls else None,
+            "api_requests_per_function": round(requests / n, 2),
+        }
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        stack.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="100,1000,5000")
+    parser.add_argument("--modes", default="kopf,fmesh-1,fmesh-3")
+    parser.add_argument("--out", type=Path,
+                        default=REPO / "benchmarks" / "results" / "reconcile.json")
+    args = parser.parse_args()
+    base = Settings()
+    own = None
+    try:
+        stack = devstack.StackInfo.load(base.resolved_stack_dir)
+        if not all(stack.alive(p) for p in stack.pids) and not stack.containers:
+            raise devstack.StackError("stopped")
+    except devstack.StackError:
+        own = stack = devstack.up(Path(tempfile.mkdtemp(prefix="fmesh-bench-")), base.cache_dir,
+                                  base.stack_backend, crds=sorted((REPO / "crds").glob("*.yaml")))
+    base = base.model_copy(update={"kubeconfig": stack.kubeconfig,
+                                   "pulsar_service_url": stack.pulsar_service_url,
+                                   "pulsar_admin_url": stack.pulsar_admin_url})
+    results = []
+    try:
+        for n in (int(s) for s in args.sizes.split(",")):
+            for mode in args.modes.split(","):
+                print(f"{mode}: {n} Functions ...", file=sys.stderr)
+                results.append(run_one(base, stack, n, mode))
+                print(json.dumps(results[-1]), file=sys.stderr)
+    finally:
+        if own is not None:
+            devstack.down(own)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"benchmark": "reconcile", "machine": f"{os.cpu_count()} cores",
+                                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                    "results": results}, indent=2) + "\n")
+    print(f"{'N':>6} {'mode':>8} {'s to Ready':>10} {'Ready/s':>8} {'calls/rec':>9} "
+          f"{'API req/fn':>10}")
+    for r in results:
+        print(f"{r['n']:>6} {r['mode']:>8} {r['seconds_to_all_ready']:>10} "
+              f"{r['functions_ready_per_second']:>8} {r['operator_api_calls_per_reconcile']!s:>9} "
+              f"{r['api_requests_per_function']:>10}")
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
