@@ -74,15 +74,16 @@ def run_one(settings: Settings, stack: devstack.StackInfo, n: int, writers: int)
            "FMESH_PULSAR_ADMIN_URL": settings.pulsar_admin_url,
            "FMESH_SYSTEM_NAMESPACE": settings.system_namespace,
            "FMESH_WATCH_NAMESPACES": json.dumps([namespace])}
-    log = tempfile.NamedTemporaryFile("w+b", suffix=".log", delete=False)
-    watcher = subprocess.Popen([sys.executable, "-m", "fmesh_events", "run", "--components",
-                                "watch"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    log = Path(tempfile.mkdtemp(prefix="fmesh-watch-bench-")) / "watcher.log"
+    with log.open("wb") as log_file:
+        watcher = subprocess.Popen([sys.executable, "-m", "fmesh_events", "run", "--components",
+                                    "watch"], env=env, stdout=log_file, stderr=subprocess.STDOUT)
     client = pulsar_client.connect(settings)
     try:
         deadline = time.time() + 60
-        while b"now the active watcher" not in Path(log.name).read_bytes():
+        while b"now the active watcher" not in log.read_bytes():
             if time.time() > deadline:
-                raise RuntimeError(f"watcher did not start: {Path(log.name).read_text()}")
+                raise RuntimeError(f"watcher did not start: {log.read_text()}")
             time.sleep(0.2)
         time.sleep(1)  # let it list (nothing) and start watching
         api = k8s.CustomObjectsApi(kube_client.api_client(settings))
