@@ -26,6 +26,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.bench_stack import bench_stack  # noqa: E402
 from fmesh_events import devstack, pulsar_client  # noqa: E402
 from fmesh_events.settings import Settings  # noqa: E402
 
@@ -163,28 +164,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path,
                         default=REPO / "benchmarks" / "results" / "reconcile.json")
     args = parser.parse_args()
-    base = Settings()
-    own = None
-    try:
-        stack = devstack.StackInfo.load(base.resolved_stack_dir)
-        if not all(stack.alive(p) for p in stack.pids) and not stack.containers:
-            raise devstack.StackError("stopped")
-    except devstack.StackError:
-        own = stack = devstack.up(Path(tempfile.mkdtemp(prefix="fmesh-bench-")), base.cache_dir,
-                                  base.stack_backend, crds=sorted((REPO / "crds").glob("*.yaml")))
-    base = base.model_copy(update={"kubeconfig": stack.kubeconfig,
-                                   "pulsar_service_url": stack.pulsar_service_url,
-                                   "pulsar_admin_url": stack.pulsar_admin_url})
     results = []
-    try:
+    with bench_stack() as (stack, base):
         for n in (int(s) for s in args.sizes.split(",")):
             for mode in args.modes.split(","):
                 print(f"{mode}: {n} Functions ...", file=sys.stderr)
                 results.append(run_one(base, stack, n, mode))
                 print(json.dumps(results[-1]), file=sys.stderr)
-    finally:
-        if own is not None:
-            devstack.down(own)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"benchmark": "reconcile", "machine": f"{os.cpu_count()} cores",
                                     "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

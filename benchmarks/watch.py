@@ -35,6 +35,7 @@ from kubernetes import client as k8s
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.bench_stack import bench_stack  # noqa: E402
 from fmesh_events import devstack, kube_client, pulsar_client  # noqa: E402
 from fmesh_events.events import RESOURCE_EVENTS, decode  # noqa: E402
 from fmesh_events.settings import Settings  # noqa: E402
@@ -136,28 +137,13 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=8)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "watch.json")
     args = parser.parse_args()
-    base = Settings()
-    own = None
-    try:
-        stack = devstack.StackInfo.load(base.resolved_stack_dir)
-        if not all(stack.alive(p) for p in stack.pids) and not stack.containers:
-            raise devstack.StackError("stopped")
-    except devstack.StackError:
-        own = stack = devstack.up(Path(tempfile.mkdtemp(prefix="fmesh-bench-")), base.cache_dir,
-                                  base.stack_backend, crds=sorted((REPO / "crds").glob("*.yaml")))
-    settings = base.model_copy(update={"kubeconfig": stack.kubeconfig,
-                                       "pulsar_service_url": stack.pulsar_service_url,
-                                       "pulsar_admin_url": stack.pulsar_admin_url})
     results = []
-    try:
+    with bench_stack() as (stack, base):
         for n in (int(s) for s in args.sizes.split(",")):
             print(f"creating {n} Functions with {args.writers} writers ...", file=sys.stderr)
-            result = run_one(settings, stack, n, args.writers)
+            result = run_one(base, stack, n, args.writers)
             results.append(result)
             print(json.dumps(result), file=sys.stderr)
-    finally:
-        if own is not None:
-            devstack.down(own)
     report = {"benchmark": "watch", "machine": f"{os.cpu_count()} cores",
               "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
