@@ -134,7 +134,7 @@ class Reconciler:
     # -- one message ---------------------------------------------------------------------
     def handle(self, message: Any) -> None:
         topic = message.topic_name()
-        key, attempt, children_too = self._trigger(message, topic)
+        key, attempt, children_too, event_generation = self._trigger(message, topic)
         if key is None:
             self.consumer.acknowledge(message)
             self.handled += 1
@@ -158,7 +158,7 @@ class Reconciler:
             outcome = self._fail(key, attempt, error or "unknown error", message)
             self._report_failure(key, error or "unknown error", attempt,
                                  dead=outcome == "DEAD_LETTERED")
-        self._remember(key, result, outcome, message, topic)
+        self._remember(key, result, outcome, event_generation)
         record_id = self._record(key, topic, message, result, outcome, attempt, error, duration)
         if result is not None and not result.gone and result.cr is not None:
             self._write_status(result, record_id)
@@ -175,11 +175,9 @@ class Reconciler:
         self.admin(admin_url).request("DELETE", cleanup.subscription_path(topic, subscription),
                                       ok=(200, 204, 404))
 
-    def _remember(self, key: str, result: engine.Result | None, outcome: str, message: Any,
-                  topic: str) -> None:
-        generation = result.generation if result is not None else None
-        if generation is None and topic.endswith(events.RESOURCE_EVENTS):
-            generation = events.decode(message.data()).generation
+    def _remember(self, key: str, result: engine.Result | None, outcome: str,
+                  event_generation: int | None) -> None:
+        generation = result.generation if result is not None else event_generation
         if outcome == "GONE":
             self.generations.pop(key, None)
             self.given_up.discard(key)
@@ -191,32 +189,34 @@ class Reconciler:
         elif outcome == "OK":
             self.given_up.discard(key)
 
-    def _trigger(self, message: Any, topic: str) -> tuple[str | None, int, bool]:
-        """(key, attempt, children_too) of a message; None key for one to skip."""
+    def _trigger(self, message: Any,
+                 topic: str) -> tuple[str | None, int, bool, int | None]:
+        """(key, attempt, children_too, generation of a resource event) of a message; None
+        key for one to skip."""
         try:
             if topic.endswith(events.RECONCILE_REQUESTS):
                 request = json.loads(message.data())
-                return str(request["key"]), int(request.get("attempt", 0)), True
+                return str(request["key"]), int(request.get("attempt", 0)), True, None
             event: ChangeEvent = events.decode(message.data())
             if event.event_version > events.EVENT_VERSION:
                 raise ValueError(f"event version {event.event_version} is newer than this "
                                  f"operator understands ({events.EVENT_VERSION})")
         except Exception as error:
             self._dead_letter(message, f"undecodable message: {error}")
-            return None, 0, False
+            return None, 0, False, None
         if topic.endswith(events.POD_EVENTS):
             # Readiness in status comes from the StatefulSet's readyReplicas, which moves
             # after the pods do: its events are the ones to follow. Nothing to do for a key
             # given up on.
             if event.kind != "StatefulSet" or event.key in self.given_up:
-                return None, 0, False
-            return event.key, 0, False
+                return None, 0, False, None
+            return event.key, 0, False, None
         known = event.key in self.generations
         if event.type == EventType.MODIFIED and known and \
                 self.generations[event.key] == event.generation and \
                 "deletionTimestamp" not in event.obj().get("metadata", {}):
-            return None, 0, False
-        return event.key, 0, True
+            return None, 0, False, None
+        return event.key, 0, True, event.generation
 
     def _fail(self, key: str, attempt: int, error: str, message: Any) -> str:
         if attempt + 1 >= self.max_attempts:

@@ -17,7 +17,12 @@ from fmesh_events import devstack, events, kube_client, pulsar_client
 from fmesh_events.reconcile import Reconciler
 from fmesh_events.settings import Settings
 from tests.examples import EXAMPLES, documents, example
-from tests.integration.watch_helpers import InProcessWatcher, wait_for, watch_settings
+from tests.integration.watch_helpers import (
+    InProcessWatcher,
+    read_messages,
+    wait_for,
+    watch_settings,
+)
 
 
 @contextmanager
@@ -54,16 +59,8 @@ def _condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
 
 
 def _read(settings: Settings, topic: str) -> list[dict[str, Any]]:
-    client = pulsar_client.connect(settings)
-    try:
-        reader = client.create_reader(settings.topic(topic), pulsar.MessageId.earliest)
-        out = []
-        while reader.has_message_available():
-            message = reader.read_next(timeout_millis=5000)
-            out.append(events.decode_record(events.PARSED_RECONCILE_RECORD, message.data()))
-        return out
-    finally:
-        client.close()
+    return [events.decode_record(events.PARSED_RECONCILE_RECORD, message.data())
+            for message in read_messages(settings, topic)]
 
 
 def test_sample_mesh_reaches_ready_and_replay_writes_nothing(stack: devstack.StackInfo,
@@ -122,14 +119,8 @@ def test_sample_mesh_reaches_ready_and_replay_writes_nothing(stack: devstack.Sta
 
 
 def _read_all_triggers(settings: Settings) -> Iterator[bytes]:
-    client = pulsar_client.connect(settings)
-    try:
-        for topic in (events.RESOURCE_EVENTS, events.POD_EVENTS, events.RECONCILE_REQUESTS):
-            reader = client.create_reader(settings.topic(topic), pulsar.MessageId.earliest)
-            while reader.has_message_available():
-                yield reader.read_next(timeout_millis=5000).data()
-    finally:
-        client.close()
+    for topic in (events.RESOURCE_EVENTS, events.POD_EVENTS, events.RECONCILE_REQUESTS):
+        yield from (message.data() for message in read_messages(settings, topic))
 
 
 def test_updates_scale_and_removed_entries_reach_the_children(stack: devstack.StackInfo,

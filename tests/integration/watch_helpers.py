@@ -74,18 +74,22 @@ def spawn_watcher(settings: Settings, log_path: Path,
                             env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def read_topic(settings: Settings, name: str) -> list[tuple[Any, ChangeEvent]]:
-    """Every message of one of the operator's topics, decoded, in order."""
+def read_messages(settings: Settings, name: str) -> list[Any]:
+    """Every message of one of the operator's topics, in order, undecoded."""
     client = pulsar_client.connect(settings)
     try:
         reader = client.create_reader(settings.topic(name), pulsar.MessageId.earliest)
         out = []
         while reader.has_message_available():
-            message = reader.read_next(timeout_millis=10_000)
-            out.append((message, events.decode(message.data())))
+            out.append(reader.read_next(timeout_millis=10_000))
         return out
     finally:
         client.close()
+
+
+def read_topic(settings: Settings, name: str) -> list[tuple[Any, ChangeEvent]]:
+    """Every change event of resource-events or pod-events, decoded, in order."""
+    return [(message, events.decode(message.data())) for message in read_messages(settings, name)]
 
 
 def wait_for(what: str, condition: Callable[[], bool], timeout: float = 60) -> float:
