@@ -126,6 +126,10 @@ def run_one(base: Settings, stack: devstack.StackInfo, n: int, mode: str) -> dic
         deadline = started + 120 + n * 0.5
         ready = sts = 0
         while time.monotonic() < deadline:
+            dead = [proc.args for proc in procs if proc.poll() is not None]
+            if dead:
+                raise SystemExit(f"{mode}: an operator process exited early: {dead[0]} "
+                                 f"(its log is in {logdir})")
             ready, sts = ready_counts(stack, namespace)
             if ready == n and sts == n:
                 break
@@ -164,6 +168,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path,
                         default=REPO / "benchmarks" / "results" / "reconcile.json")
     args = parser.parse_args()
+    if "kopf" in args.modes.split(","):
+        try:
+            import kopf  # noqa: F401
+        except ImportError:
+            parser.error("the kopf baseline needs kopf: pip install -e .[bench]")
     results = []
     with bench_stack() as (stack, base):
         for n in (int(s) for s in args.sizes.split(",")):

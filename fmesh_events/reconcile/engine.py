@@ -5,16 +5,18 @@ run with nothing changed writes nothing."""
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from kubernetes import client
 from pydantic import ValidationError
 
 from fmesh_events import models
 from fmesh_events.reconcile import cleanup, render
-from fmesh_events.reconcile.kube import KubeWriter
+from fmesh_events.reconcile.kube import FIELD_MANAGER, KubeWriter
 
 MESH_LABEL = render.MESH_LABEL
 WORKLOAD_KINDS = ("Function", "Source", "Sink")
@@ -75,16 +77,29 @@ class Options:
     delete_subscription: SubscriptionDeleter | None = None
     # After this long, a cleanup that keeps failing lets go of the finalizer (reported).
     finalizer_timeout_seconds: float = 120.0
+    # What this process last stored for each child: (kind, namespace, name) -> fingerprint.
+    # A child found here is applied without reading it first (one call instead of two).
+    stored: dict[tuple[str, str, str], str] = field(default_factory=dict)
+
+
+def fingerprint(obj: dict[str, Any]) -> str:
+    """What a user or the workload sees of a child: equal fingerprints, nothing changed."""
+    meta = obj.get("metadata") or {}
+    return json.dumps([meta.get("labels"), meta.get("annotations"), meta.get("ownerReferences"),
+                       obj.get("spec")], sort_keys=True, default=str)
 
 
 def reconcile(writer: KubeWriter, key: str, children_too: bool = True,
-              options: Options | None = None) -> Result:
+              options: Options | None = None,
+              statefulset: dict[str, Any] | None = None) -> Result:
     """Make the cluster match the CR named by `key`. `children_too=False` (pod-events)
-    refreshes status only."""
+    refreshes status only, from `statefulset` when the caller holds its current state."""
     options = options or Options()
     kind, namespace, name = key.split("/", 2)
     result = Result(key=key)
     cr = writer.get(kind, namespace, name)
+    if cr is None or cr["metadata"].get("deletionTimestamp"):
+        forget_children(options, namespace, name)
     if cr is None:
         result.gone = True
         return result
@@ -107,14 +122,71 @@ def reconcile(writer: KubeWriter, key: str, children_too: bool = True,
         raise ReconcileError(f"the spec does not fit this operator's model: {problems}") from error
     if kind == "FunctionMesh":
         assert isinstance(model, models.FunctionMesh)
-        _reconcile_mesh(writer, model, cr, result)
+        _reconcile_mesh(writer, model, cr, result, options)
     else:
         assert isinstance(model, models.Function | models.Source | models.Sink)
-        _reconcile_workload(writer, model, cr, result, children_too)
+        _reconcile_workload(writer, model, cr, result, children_too, options, statefulset)
     return result
 
 
-def _apply_child(writer: KubeWriter, desired: dict[str, Any], result: Result) -> dict[str, Any]:
+def _apply_child(writer: KubeWriter, desired: dict[str, Any], result: Result,
+                 options: Options, first_time: bool) -> dict[str, Any]:
+    """Apply one child and record CREATED / UPDATED / UNCHANGED / REPLACED.
+
+    Apply comes first, without a read, when this process stored the child before or the CR
+    has never been reconciled (its children do not exist yet): the common cases cost one
+    call. Otherwise (a restart, a key that moved here, a mesh child whose /scale owns its
+    replicas) the child is read first.
+    """
+    meta = desired["metadata"]
+    handle = (desired["kind"], meta["namespace"], meta["name"])
+    known = options.stored.get(handle)
+    if desired["kind"] not in WORKLOAD_KINDS and (known is not None or first_time):
+        try:
+            stored = writer.apply(desired)
+        except client.ApiException as error:
+            if error.status != 422:  # 422: an immutable field changed; the slow path handles it
+                raise
+        else:
+            after = fingerprint(stored)
+            created = known is None and _created_by_this_apply(stored)
+            action = "CREATED" if created else "UNCHANGED" if after == known else "UPDATED"
+            options.stored[handle] = after
+            result.children.append((desired["kind"], meta["name"], action))
+            return stored
+    stored = _read_then_apply(writer, desired, result)
+    options.stored[handle] = fingerprint(stored)
+    return stored
+
+
+def _created_by_this_apply(stored: dict[str, Any]) -> bool:
+    """True when our field manager's only write is the object's creation."""
+    meta = stored.get("metadata") or {}
+    ours = [m for m in meta.get("managedFields") or [] if m.get("manager") == FIELD_MANAGER]
+    if not ours or meta.get("generation", 1) != 1:
+        return False
+    try:  # both are set while the create is handled; they can fall either side of a second
+        gap = _timestamp(ours[0].get("time")) - _timestamp(meta.get("creationTimestamp"))
+    except (TypeError, ValueError):
+        return False
+    return abs(gap) <= 1
+
+
+def _timestamp(value: Any) -> float:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+
+
+def forget_children(options: Options, namespace: str, name: str) -> None:
+    """A CR is gone: its children go with it, and a CR of the same name starts afresh."""
+    prefix = f"{name}-"
+    for handle in [h for h in list(options.stored) if h[1] == namespace and h[2].startswith(prefix)]:
+        options.stored.pop(handle, None)
+
+
+def _read_then_apply(writer: KubeWriter, desired: dict[str, Any],
+                     result: Result) -> dict[str, Any]:
     meta = desired["metadata"]
     existing = writer.get(desired["kind"], meta["namespace"], meta["name"])
     if existing is None:
@@ -143,7 +215,8 @@ def _apply_child(writer: KubeWriter, desired: dict[str, Any], result: Result) ->
 
 
 def _reconcile_workload(writer: KubeWriter, model: Any, cr: dict[str, Any], result: Result,
-                        children_too: bool) -> None:
+                        children_too: bool, options: Options,
+                        given_statefulset: dict[str, Any] | None) -> None:
     meta = cr["metadata"]
     namespace = meta["namespace"]
     config_map = model.spec.pulsar.pulsar_config
@@ -153,11 +226,15 @@ def _reconcile_workload(writer: KubeWriter, model: Any, cr: dict[str, Any], resu
             f"namespace {namespace!r}: create it with webServiceURL and brokerServiceURL")
     _ensure_finalizer(writer, model, cr)
     statefulset = None
+    first_time = not (cr.get("status") or {}).get("observedGeneration")
     if children_too:
         for desired in render.render_workload(model):
-            stored = _apply_child(writer, desired, result)
+            stored = _apply_child(writer, desired, result, options, first_time)
             if desired["kind"] == "StatefulSet":
                 statefulset = stored
+    elif given_statefulset is not None and \
+            given_statefulset["metadata"]["name"] == render.statefulset_name(model):
+        statefulset = given_statefulset
     if statefulset is None:
         statefulset = writer.get("StatefulSet", namespace, render.statefulset_name(model))
     sts_status = (statefulset or {}).get("status") or {}
@@ -185,12 +262,12 @@ def _reconcile_workload(writer: KubeWriter, model: Any, cr: dict[str, Any], resu
 
 
 def _reconcile_mesh(writer: KubeWriter, mesh: models.FunctionMesh, cr: dict[str, Any],
-                    result: Result) -> None:
+                    result: Result, options: Options) -> None:
     meta = cr["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     desired = render.render_mesh_children(mesh)
     wanted = {(d["kind"], d["metadata"]["name"]) for d in desired}
-    children = [_apply_child(writer, d, result) for d in desired]
+    children = [_apply_child(writer, d, result, options, False) for d in desired]
     for kind in WORKLOAD_KINDS:
         for existing in writer.list(kind, namespace, f"{MESH_LABEL}={name}"):
             child_name = existing["metadata"]["name"]

@@ -216,7 +216,19 @@ def test_three_reconcilers_share_the_work_and_survive_a_kill(stack: devstack.Sta
     workers = [spawn_watcher(ws, tmp_path / f"r{i}.log", components="reconcile")
                for i in range(3)]
     names = [f"scale-{i}" for i in range(60)]
+    admin = pulsar_client.PulsarAdmin(ws)
+
+    def consumers_on_every_topic() -> bool:
+        # The operator's replicas are up before the load comes, as in a Deployment.
+        counts = []
+        for topic in (events.RESOURCE_EVENTS, events.POD_EVENTS, events.RECONCILE_REQUESTS):
+            path = "/admin/v2/persistent/" + ws.topic(topic).split("://", 1)[1] + "/stats"
+            stats = admin.request("GET", path, ok=(200, 404)) or {}
+            subscription = (stats.get("subscriptions") or {}).get("reconcile") or {}
+            counts.append(len(subscription.get("consumers") or []))
+        return counts == [3, 3, 3]
     try:
+        wait_for("3 reconcilers subscribed to all three topics", consumers_on_every_topic, 60)
         with InProcessWatcher(ws):
             for i, name in enumerate(names):
                 body = example("function.yaml", "Function")
@@ -247,10 +259,7 @@ def test_three_reconcilers_share_the_work_and_survive_a_kill(stack: devstack.Sta
                 for key, spans in by_key.items()
                 for (_s1, e1, who1), (s2, _e2, who2) in itertools.pairwise(sorted(spans))
                 if who1 != who2 and s2 < e1]
-    if overlaps:
-        # Known gap (issue 4 open): Key_Shared maps a key to a consumer per topic, and the
-        # three input topics do not always agree, so a key can run on two processes at once.
-        pytest.xfail(f"key reconciled by two processes at once: {overlaps[:3]}")
+    assert not overlaps, f"key reconciled by two processes at once: {overlaps[:3]}"
 
 
 def _cleanup_function(name: str, namespace: str, admin_url: str, topic: str) -> list[dict[str, Any]]:
