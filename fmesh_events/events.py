@@ -159,3 +159,71 @@ def decode_record(schema: Any, data: bytes) -> dict[str, Any]:
     record = fastavro.schemaless_reader(io.BytesIO(data), schema, schema)
     assert isinstance(record, dict)
     return record
+
+
+# -- scale-signals and scale-decisions --------------------------------------------------------
+SCALE_SIGNALS = "scale-signals"
+SCALE_DECISIONS = "scale-decisions"
+
+_TOPIC_BACKLOG = {"type": "record", "name": "TopicBacklog", "fields": [
+    {"name": "topic", "type": "string"},
+    {"name": "backlog", "type": "long", "doc": "msgBacklog, summed over partitions."},
+]}
+
+SCALE_SIGNAL_SCHEMA: dict[str, Any] = {
+    "type": "record",
+    "name": "ScaleSignal",
+    "namespace": "io.fmesh.events",
+    "doc": "The metrics of one autoscaled CR at one moment, as the sampler read them.",
+    "fields": [
+        {"name": "signalVersion", "type": "int", "default": 1},
+        {"name": "key", "type": "string"},
+        {"name": "time", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {"name": "trigger", "type": "string", "doc": "tick, burst (a probe saw new input) or start."},
+        {"name": "currentReplicas", "type": "int", "doc": "spec.replicas when sampled."},
+        {"name": "readyReplicas", "type": "int", "default": 0},
+        {"name": "cpuUtilization", "type": ["null", "double"], "default": None,
+         "doc": "Average CPU use of the ready pods, percent of their requests."},
+        {"name": "cpuPods", "type": "int", "default": 0, "doc": "Pods with a CPU sample."},
+        {"name": "memoryUtilization", "type": ["null", "double"], "default": None},
+        {"name": "backlog", "type": ["null", "long"], "default": None,
+         "doc": "Total msgBacklog of the function's subscription over its input topics."},
+        {"name": "topics", "type": {"type": "array", "items": _TOPIC_BACKLOG}, "default": []},
+        {"name": "missing", "type": {"type": "array", "items": "string"}, "default": [],
+         "doc": "Why a metric is missing, one line per metric."},
+    ],
+}
+PARSED_SCALE_SIGNAL = fastavro.parse_schema(SCALE_SIGNAL_SCHEMA)
+
+SCALE_DECISION_SCHEMA: dict[str, Any] = {
+    "type": "record",
+    "name": "ScaleDecision",
+    "namespace": "io.fmesh.events",
+    "doc": "One decision of the scaler for one CR, with its inputs and reason.",
+    "fields": [
+        {"name": "decisionVersion", "type": "int", "default": 1},
+        {"name": "key", "type": "string"},
+        {"name": "time", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {"name": "signalMessageId", "type": "string"},
+        {"name": "trigger", "type": "string"},
+        {"name": "currentReplicas", "type": "int"},
+        {"name": "recommendation", "type": "int",
+         "doc": "Before stabilization and rate limits (the window keeps these)."},
+        {"name": "desiredReplicas", "type": "int", "doc": "What the scaler wants now."},
+        {"name": "cpuRecommendation", "type": ["null", "int"], "default": None},
+        {"name": "memoryRecommendation", "type": ["null", "int"], "default": None},
+        {"name": "backlogRecommendation", "type": ["null", "int"], "default": None},
+        {"name": "cpuUtilization", "type": ["null", "double"], "default": None},
+        {"name": "memoryUtilization", "type": ["null", "double"], "default": None},
+        {"name": "backlog", "type": ["null", "long"], "default": None},
+        {"name": "minReplicas", "type": "int"},
+        {"name": "maxReplicas", "type": "int"},
+        {"name": "action", "type": {"type": "enum", "name": "ScaleAction",
+                                    "symbols": ["UP", "DOWN", "NONE"]}},
+        {"name": "applied", "type": "boolean", "doc": "The /scale write happened."},
+        {"name": "reason", "type": "string", "doc": "Why, in words."},
+        {"name": "error", "type": ["null", "string"], "default": None},
+        {"name": "scaler", "type": "string", "doc": "Consumer name of the process."},
+    ],
+}
+PARSED_SCALE_DECISION = fastavro.parse_schema(SCALE_DECISION_SCHEMA)
