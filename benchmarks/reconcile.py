@@ -158,7 +158,11 @@ def run_one(base: Settings, stack: devstack.StackInfo, n: int, mode: str) -> dic
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        stack.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        # Wait until the namespace is gone: its pods are deleted by the same
+        # kube-controller-manager the next run depends on, so a run must not overlap the last
+        # one's clean-up (that is what made an earlier run look 35% slower).
+        print(f"{mode}: deleting {namespace} ...", file=sys.stderr)
+        stack.kubectl("delete", "namespace", namespace, f"--timeout={300 + n}s", check=False)
 
 
 def main() -> None:

@@ -68,7 +68,7 @@ def crds(write_dir: Path | None) -> None:
         click.echo(str(path))
 
 
-COMPONENTS = ("watch", "reconcile")
+COMPONENTS = ("watch", "reconcile", "scale")
 
 
 @main.command()
@@ -102,6 +102,11 @@ def run(ctx: click.Context, components: str, grace_seconds: float) -> None:
 
         threads.append(threading.Thread(target=run_reconcile, args=(settings, stop),
                                         name="reconcile", daemon=True))
+    if "scale" in wanted:
+        from fmesh_events.scale import run_scale
+
+        threads.append(threading.Thread(target=run_scale, args=(settings, stop), name="scale",
+                                        daemon=True))
     for thread in threads:
         thread.start()
     while not stop.wait(0.5):

@@ -71,6 +71,13 @@ class Settings(BaseSettings):
     reconcile_max_attempts: int = Field(
         default=6, description="Reconcile attempts of one change before it is dead-lettered.")
 
+    scale_interval_seconds: float = Field(
+        default=15.0, gt=0, description="Seconds between two samples of every autoscaled CR."
+    )
+    scale_probe_rearm_seconds: float = Field(
+        default=5.0, gt=0,
+        description="Pause before a topic's burst probe listens again after it fired.",
+    )
     # Dev stack
     cache_dir: Path = Field(
         default_factory=default_cache_dir,

@@ -59,6 +59,25 @@ _CONDITIONS_SCHEMA: dict[str, JsonValue] = {
 }
 
 
+class AutoscalingStatus(StatusModel):
+    """What the fmesh-events scaler last decided; present while autoscaling is on."""
+
+    writer: str | None = Field(
+        None, description="Who writes spec.replicas while autoscaling is on (the scaler)."
+    )
+    desired_replicas: Int32 | None = Field(None, description="Replicas the scaler wants now.")
+    last_decision: str | None = Field(None, description="The last decision's reason, in words.")
+    last_decision_time: str | None = Field(None, description="When it was taken (RFC 3339).")
+    last_scale_time: str | None = Field(None, description="When replicas last changed.")
+    last_decision_message_id: str | None = Field(
+        None, description="Id of its record on the scale-decisions topic."
+    )
+    backlog: Int64 | None = Field(None, description="Input backlog at the last decision.")
+    cpu_utilization_percent: Int32 | None = Field(
+        None, description="Average CPU use of the pods at the last decision, percent of requests."
+    )
+
+
 class WorkloadStatus(StatusModel):
     """Observed state of a Function, Source or Sink."""
 
@@ -86,6 +105,9 @@ class WorkloadStatus(StatusModel):
     )
     pending_change: str | None = Field(
         None, description="A change that is waiting to be rolled out."
+    )
+    autoscaling: AutoscalingStatus | None = Field(
+        None, description="The autoscaler's view, written by the fmesh-events scaler."
     )
 
     @field_validator("conditions", mode="before")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from fmesh_events.reconcile import command
+from fmesh_events.models import inputs
 
 FINALIZER = "cleanup.subscription.finalizer"  # Function Mesh's name, so its CRs carry over
 
@@ -19,18 +19,8 @@ def wants_cleanup(cr: Any) -> bool:
 def subscriptions(cr: Any) -> list[tuple[str, str]]:
     """(topic, subscription) pairs the function consumes: its input topics (plain, with
     SerDe or schema, or from sourceSpecs) under its subscription name."""
-    spec = cr.spec
-    name = spec.subscription_name or \
-        f"{command.tenant(cr)}/{command.pulsar_namespace(cr)}/{command.pulsar_name(cr)}"
-    inputs = spec.input
-    topics: list[str] = []
-    if inputs is not None:
-        topics += list(inputs.topics or [])
-        topics += list((inputs.custom_serde_sources or {}).keys())
-        topics += list((inputs.custom_schema_sources or {}).keys())
-        topics += [t for t, conf in (inputs.source_specs or {}).items()
-                   if not getattr(conf, "is_regex_pattern", False)]
-    return [(topic, name) for topic in sorted(set(topics))]
+    wanted = inputs.inputs(cr)
+    return [(topic, wanted.subscription) for topic in wanted.topics]
 
 
 def subscription_path(topic: str, subscription: str) -> str:

@@ -28,6 +28,7 @@ from fmesh_events.models.common import (
     RuntimeLogConfig,
     TLSConfig,
 )
+from fmesh_events.models.inputs import pulsar_name, pulsar_namespace, tenant
 
 Workload = Function | Source | Sink
 """A kind that runs as a StatefulSet."""
@@ -38,8 +39,6 @@ SHARD_ID = "SHARD_ID"
 GRPC_PORT = 9093
 METRICS_PORT = 9094
 
-DEFAULT_TENANT = "public"
-DEFAULT_PULSAR_NAMESPACE = "default"
 DEFAULT_CLUSTER = "kubernetes"
 DEFAULT_TYPE_CLASS_NAME = "[B"
 DEFAULT_MAX_PENDING_ASYNC_REQUESTS = 1000
@@ -215,19 +214,6 @@ def object_namespace(cr: Workload) -> str:
 
 def object_uid(cr: Workload) -> str:
     return str(cr.metadata.get("uid") or "")
-
-
-def pulsar_name(cr: Workload) -> str:
-    """The name in Pulsar: spec.name, else the object's name."""
-    return cr.spec.name or object_name(cr)
-
-
-def tenant(cr: Workload) -> str:
-    return cr.spec.tenant or DEFAULT_TENANT
-
-
-def pulsar_namespace(cr: Workload) -> str:
-    return cr.spec.namespace or DEFAULT_PULSAR_NAMESPACE
 
 
 def cluster_name(cr: Workload) -> str:

@@ -255,6 +255,10 @@ def _reconcile_workload(writer: KubeWriter, model: Any, cr: dict[str, Any], resu
                       f"{ready}/{wanted} pods ready", generation, previous),
         ],
     }
+    autoscaling = (cr.get("status") or {}).get("autoscaling")
+    if autoscaling and model.spec.max_replicas is not None:
+        # The scaler's part of status; it goes when maxReplicas goes (autoscaling off).
+        status["autoscaling"] = autoscaling
     _set_status(cr, status, result)
     owner = (meta.get("labels") or {}).get(MESH_LABEL)
     if owner and result.status_changed:

@@ -4,48 +4,21 @@ own Kubernetes namespace and Pulsar namespace."""
 from __future__ import annotations
 
 import json
-import secrets
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pulsar
-import pytest
 
-from fmesh_events import devstack, events, kube_client, pulsar_client
-from fmesh_events.reconcile import Reconciler
+from fmesh_events import devstack, events, pulsar_client
 from fmesh_events.settings import Settings
 from tests.examples import EXAMPLES, documents, example
 from tests.integration.watch_helpers import (
     InProcessWatcher,
     read_messages,
+    reconciler,
     wait_for,
     watch_settings,
 )
-
-
-@contextmanager
-def reconciler(settings: Settings, subscription: str = "reconcile", max_attempts: int = 6,
-               retry_base: float = 1.0, finalizer_timeout: float = 120) -> Iterator[Reconciler]:
-    client = pulsar_client.connect(settings)
-    worker = Reconciler(kube_client.api_client(settings), client, settings.topic,
-                        f"test-{secrets.token_hex(3)}", max_attempts=max_attempts,
-                        subscription=subscription, retry_base_seconds=retry_base,
-                        admin=lambda url: pulsar_client.PulsarAdmin(
-                            settings.model_copy(update={"pulsar_admin_url": url})),
-                        finalizer_timeout_seconds=finalizer_timeout)
-    worker.open()
-    stop = threading.Event()
-    thread = threading.Thread(target=worker.run_until, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        yield worker
-    finally:
-        stop.set()
-        thread.join(10)
-        worker.close()
-        client.close()
 
 
 def _get(stack: devstack.StackInfo, kind: str, name: str, namespace: str) -> dict[str, Any] | None:

@@ -1,5 +1,5 @@
-"""Shared pieces of the watch integration tests and benchmark: start a watcher (in this
-process or as `fmesh-events run`), read a topic back, wait for a condition."""
+"""Shared pieces of the integration tests and benchmarks: start a watcher or a reconciler (in
+this process or as `fmesh-events run`), read a topic back, wait for a condition."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pulsar
 
 from fmesh_events import events, kube_client, pulsar_client
 from fmesh_events.events import ChangeEvent
+from fmesh_events.reconcile import Reconciler
 from fmesh_events.settings import Settings
 from fmesh_events.watch import Watcher, WatchOptions
 
@@ -100,3 +102,26 @@ def wait_for(what: str, condition: Callable[[], bool], timeout: float = 60) -> f
             return time.monotonic() - started
         time.sleep(0.25)
     raise AssertionError(f"{what}: not within {timeout:.0f}s")
+
+
+@contextmanager
+def reconciler(settings: Settings, subscription: str = "reconcile", max_attempts: int = 6,
+               retry_base: float = 1.0, finalizer_timeout: float = 120) -> Iterator[Reconciler]:
+    client = pulsar_client.connect(settings)
+    worker = Reconciler(kube_client.api_client(settings), client, settings.topic,
+                        f"test-{secrets.token_hex(3)}", max_attempts=max_attempts,
+                        subscription=subscription, retry_base_seconds=retry_base,
+                        admin=lambda url: pulsar_client.PulsarAdmin(
+                            settings.model_copy(update={"pulsar_admin_url": url})),
+                        finalizer_timeout_seconds=finalizer_timeout)
+    worker.open()
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run_until, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield worker
+    finally:
+        stop.set()
+        thread.join(10)
+        worker.close()
+        client.close()

@@ -1,0 +1,273 @@
+"""The scaler: a Key_Shared consumer of scale-signals that decides replicas as the HPA does
+(fmesh_events.scale.hpa), writes them through the CR's /scale subresource, and publishes every
+decision, with its inputs and reason, to scale-decisions.
+
+The stabilization windows and rate policies need the recent past of each key. It is not kept in
+the operator's memory alone: every scaler tails scale-decisions from an hour back, so a
+restarted scaler, or the one a key moves to, decides with the same history (no flapping).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+import pulsar
+from kubernetes import client
+from prometheus_client import Counter
+from pydantic import ValidationError
+
+from fmesh_events import events, models
+from fmesh_events.scale import hpa
+from fmesh_events.scale import spec as scale_spec
+
+log = logging.getLogger("fmesh_events.scale")
+
+DECISIONS = Counter("fmesh_scale_decisions_total", "Scale decisions", ["action", "applied"])
+SUBSCRIPTION = "scale"
+HISTORY_SECONDS = 3900  # the longest window (3600 s) and policy period (1800 s), with margin
+WRITER = "fmesh-events scaler"
+STATUS_REFRESH_MS = 60_000  # a new reason alone refreshes status.autoscaling at most this often
+
+
+def _iso(ms: float) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).replace(microsecond=0).isoformat() \
+        .replace("+00:00", "Z")
+
+
+def _parse_ms(value: str | None) -> float:
+    if not value:
+        return 0.0
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000
+
+
+def _ms(value: Any) -> float:
+    return value.timestamp() * 1000 if isinstance(value, datetime) else float(value)
+
+
+class History:
+    """Per key: past recommendations (for the windows) and replica changes (for policies)."""
+
+    def __init__(self) -> None:
+        self.recommendations: dict[str, list[tuple[float, int]]] = defaultdict(list)
+        self.changes: dict[str, list[tuple[float, int]]] = defaultdict(list)
+        self.lock = threading.Lock()
+
+    def add(self, record: dict[str, Any]) -> None:
+        at = _ms(record["time"]) / 1000
+        key = record["key"]
+        with self.lock:
+            self.recommendations[key].append((at, int(record["recommendation"])))
+            change = int(record["desiredReplicas"]) - int(record["currentReplicas"])
+            if record["applied"] and change:
+                self.changes[key].append((at, change))
+            self._prune(key, at)
+
+    def _prune(self, key: str, now: float) -> None:
+        for table in (self.recommendations, self.changes):
+            rows = table[key]
+            while rows and rows[0][0] < now - HISTORY_SECONDS:
+                rows.pop(0)
+
+    def of(self, key: str) -> tuple[list[tuple[float, int]], list[tuple[float, int]]]:
+        with self.lock:
+            return list(self.recommendations[key]), list(self.changes[key])
+
+    def forget(self, key: str) -> None:
+        with self.lock:
+            self.recommendations.pop(key, None)
+            self.changes.pop(key, None)
+
+
+class Scaler:
+    def __init__(self, api: client.ApiClient, pulsar_client: pulsar.Client, topic: Any,
+                 name: str, subscription: str = SUBSCRIPTION) -> None:
+        self.custom = client.CustomObjectsApi(api)
+        self.client = pulsar_client
+        self.topic = topic
+        self.name = name
+        self.subscription = subscription
+        self.history = History()
+        self.consumer: Any = None
+        self.decisions: Any = None
+        self.tail: Any = None
+        self.handled = 0
+        self.caught_up = threading.Event()
+
+    def open(self) -> None:
+        self.decisions = self.client.create_producer(
+            self.topic(events.SCALE_DECISIONS), batching_enabled=False)
+        self.tail = self.client.create_reader(self.topic(events.SCALE_DECISIONS),
+                                              pulsar.MessageId.earliest)
+        self.tail.seek(int((time.time() - HISTORY_SECONDS) * 1000))
+        self.consumer = self.client.subscribe(
+            self.topic(events.SCALE_SIGNALS), self.subscription,
+            consumer_type=pulsar.ConsumerType.KeyShared, consumer_name=self.name,
+            initial_position=pulsar.InitialPosition.Latest, receiver_queue_size=100,
+            key_shared_policy=pulsar.ConsumerKeySharedPolicy(
+                key_shared_mode=pulsar.KeySharedMode.AutoSplit, allow_out_of_order_delivery=False))
+
+    def close(self) -> None:
+        for closable in (self.consumer, self.tail, self.decisions):
+            if closable is not None:
+                try:
+                    closable.close()
+                except Exception:
+                    log.debug("close failed", exc_info=True)
+
+    def run_until(self, stop: threading.Event) -> None:
+        tailing = threading.Thread(target=self._tail, args=(stop,), daemon=True, name="scale-tail")
+        tailing.start()
+        while not self.caught_up.wait(0.2):  # decide only with the whole window known
+            if stop.is_set():
+                return
+        while not stop.is_set():
+            try:
+                message = self.consumer.receive(timeout_millis=500)
+            except pulsar.Timeout:
+                continue
+            try:
+                self.handle(message)
+            except Exception:  # Pulsar or the API server gone mid-way: redelivered
+                log.exception("scale decision failed", extra={"message_id": str(message.message_id())})
+                self.consumer.negative_acknowledge(message)
+
+    def _tail(self, stop: threading.Event) -> None:
+        """Other scalers' decisions (and ours from an earlier life) into the history."""
+        while not stop.is_set():
+            try:
+                if not self.caught_up.is_set() and not self.tail.has_message_available():
+                    self.caught_up.set()
+                    continue
+                message = self.tail.read_next(timeout_millis=500)
+            except pulsar.Timeout:
+                continue
+            except Exception:
+                if stop.is_set():
+                    return
+                log.warning("scale-decisions tail failed; retrying", exc_info=True)
+                stop.wait(1)
+                continue
+            try:
+                record = events.decode_record(events.PARSED_SCALE_DECISION, message.data())
+            except Exception:
+                log.warning("undecodable scale decision skipped",
+                            extra={"message_id": str(message.message_id())})
+                continue
+            if record.get("scaler") != self.name:  # our own are added when decided
+                self.history.add(record)
+
+    # -- one signal --------------------------------------------------------------------------
+    def handle(self, message: Any) -> None:
+        try:
+            signal = events.decode_record(events.PARSED_SCALE_SIGNAL, message.data())
+        except Exception as undecodable:
+            log.error("undecodable scale signal skipped",
+                      extra={"message_id": str(message.message_id()), "error": str(undecodable)})
+            self.consumer.acknowledge(message)
+            return
+        key = signal["key"]
+        kind, namespace, name = key.split("/", 2)
+        plural = models.PLURALS[kind]
+        try:
+            cr = self.custom.get_namespaced_custom_object(models.GROUP, models.VERSION, namespace,
+                                                          plural, name)
+            model = models.parse_resource(cr)
+        except client.ApiException as missing:
+            if missing.status != 404:
+                raise
+            self.history.forget(key)
+            self.consumer.acknowledge(message)
+            return
+        except ValidationError:
+            self.consumer.acknowledge(message)
+            return
+        if not isinstance(model, models.Function | models.Source | models.Sink):
+            self.consumer.acknowledge(message)
+            return
+        wanted = scale_spec.scale_spec(model)
+        if not wanted.enabled:
+            self.consumer.acknowledge(message)
+            return
+        current = int(model.spec.replicas if model.spec.replicas is not None else 1)
+        now = time.time()
+        recommendations, changes = self.history.of(key)
+        inputs = hpa.Inputs(
+            current=current, now=now,
+            cpu_utilizations=tuple(signal["cpuUtilizations"]), cpu_missing=signal["cpuMissing"],
+            cpu_unready=signal["cpuUnready"],
+            memory_utilizations=tuple(signal["memoryUtilizations"]),
+            memory_missing=signal["memoryMissing"], backlog=signal["backlog"],
+            cpu_available=signal["cpuServed"], memory_available=signal["cpuServed"])
+        decision = hpa.decide(wanted, inputs, recommendations, changes)
+        applied, error = False, None
+        if decision.desired != current:
+            try:
+                self.custom.patch_namespaced_custom_object_scale(
+                    models.GROUP, models.VERSION, namespace, plural, name,
+                    {"spec": {"replicas": decision.desired}})
+                applied = True
+            except client.ApiException as failure:
+                error = f"/scale refused ({failure.status}): {failure.reason}"
+        record = self._record(signal, message, decision, wanted, applied, error, now)
+        self.history.add(record)
+        decision_id = str(self.decisions.send(
+            events.encode_record(events.PARSED_SCALE_DECISION, record), partition_key=key))
+        self._write_status(cr, namespace, plural, name, decision, record, decision_id, applied)
+        self.consumer.acknowledge(message)
+        self.handled += 1
+        DECISIONS.labels(decision.action, str(applied).lower()).inc()
+        log.info("scale decision", extra={"key": key, "message_id": str(message.message_id()),
+                                          "current": current, "desired": decision.desired,
+                                          "applied": applied, "reason": decision.reason})
+
+    def _record(self, signal: dict[str, Any], message: Any, decision: hpa.Decision,
+                wanted: scale_spec.ScaleSpec, applied: bool, error: str | None,
+                now: float) -> dict[str, Any]:
+        cpu = signal["cpuUtilizations"]
+        memory = signal["memoryUtilizations"]
+        return {
+            "decisionVersion": 1, "key": signal["key"], "time": int(now * 1000),
+            "signalMessageId": str(message.message_id()), "trigger": signal["trigger"],
+            "currentReplicas": decision.current, "recommendation": decision.recommendation,
+            "desiredReplicas": decision.desired, "cpuRecommendation": decision.cpu,
+            "memoryRecommendation": decision.memory, "backlogRecommendation": decision.backlog,
+            "cpuUtilization": sum(cpu) / len(cpu) if cpu else None,
+            "memoryUtilization": sum(memory) / len(memory) if memory else None,
+            "backlog": signal["backlog"], "minReplicas": wanted.min_replicas,
+            "maxReplicas": wanted.max_replicas, "action": decision.action, "applied": applied,
+            "reason": decision.reason, "error": error, "scaler": self.name,
+        }
+
+    def _write_status(self, cr: dict[str, Any], namespace: str, plural: str, name: str,
+                      decision: hpa.Decision, record: dict[str, Any], decision_id: str,
+                      applied: bool) -> None:
+        """status.autoscaling says the scaler writes replicas, and why they are what they are.
+        Written when the decision moves, not on every signal (each write is a CR event)."""
+        before = (cr.get("status") or {}).get("autoscaling") or {}
+        cpu = record["cpuUtilization"]
+        status = {
+            "writer": WRITER, "desiredReplicas": decision.desired, "lastDecision": decision.reason,
+            "lastDecisionTime": _iso(record["time"]), "lastDecisionMessageId": decision_id,
+            "backlog": record["backlog"], "cpuUtilizationPercent": round(cpu) if cpu is not None else None,
+        }
+        if applied:
+            status["lastScaleTime"] = status["lastDecisionTime"]
+        elif before.get("lastScaleTime"):
+            status["lastScaleTime"] = before["lastScaleTime"]
+        unchanged = before.get("writer") == WRITER and \
+            before.get("desiredReplicas") == decision.desired and not applied
+        recent = record["time"] - _parse_ms(before.get("lastDecisionTime")) < STATUS_REFRESH_MS
+        if unchanged and (before.get("lastDecision") == decision.reason or recent):
+            return
+        try:
+            self.custom.patch_namespaced_custom_object_status(
+                models.GROUP, models.VERSION, namespace, plural, name,
+                {"status": {"autoscaling": status}})
+        except client.ApiException as error:
+            log.warning("could not write status.autoscaling",
+                        extra={"key": record["key"], "error": str(error)})

@@ -1,0 +1,246 @@
+"""scale against the real stack: a real backlog on a real topic, the sampler and scaler in this
+process (watcher and reconciler too), replicas written through the real /scale subresource.
+
+The Functions' pods are KWOK's fake pods: they never consume, so the backlog is whatever the
+test produces and drains itself with a consumer on the function's subscription."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pulsar
+from kubernetes import client
+
+from fmesh_events import devstack, events, kube_client, pulsar_client
+from fmesh_events.scale import Sampler, Scaler
+from fmesh_events.scale.backlog import BacklogReader
+from fmesh_events.scale.usage import MetricsApiSource, PodUsage, UsageSource
+from fmesh_events.settings import Settings
+from tests.examples import EXAMPLES, documents, example
+from tests.integration.watch_helpers import (
+    InProcessWatcher,
+    read_messages,
+    reconciler,
+    wait_for,
+    watch_settings,
+)
+
+SUBSCRIPTION = "scale-test-sub"
+
+
+@contextmanager
+def scaler_only(settings: Settings, name: str = "scaler-a") -> Iterator[Scaler]:
+    client = pulsar_client.connect(settings)
+    scaler = Scaler(kube_client.api_client(settings), client, settings.topic, name)
+    scaler.open()
+    stop = threading.Event()
+    thread = threading.Thread(target=scaler.run_until, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield scaler
+    finally:
+        stop.set()
+        thread.join(10)
+        scaler.close()
+        client.close()
+
+
+@contextmanager
+def sampler_only(settings: Settings, usage: UsageSource | None = None, interval: float = 15.0,
+                 rearm: float = 1.0) -> Iterator[Sampler]:
+    client = pulsar_client.connect(settings)
+    api = kube_client.api_client(settings)
+    sampler = Sampler(api, client, settings.topic,
+                      BacklogReader(pulsar_client.PulsarAdmin(settings)),
+                      usage or MetricsApiSource(api), settings.watch_namespaces, interval, rearm)
+    sampler.lead()
+    stop = threading.Event()
+    thread = threading.Thread(target=sampler.run_until, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield sampler
+    finally:
+        stop.set()
+        thread.join(10)
+        client.close()
+
+
+def _function(name: str, topic: str, **spec: Any) -> list[dict[str, Any]]:
+    config = next(d for d in documents(EXAMPLES / "function.yaml") if d["kind"] == "ConfigMap")
+    config["metadata"].pop("namespace", None)
+    function = example("function.yaml", "Function")
+    function["metadata"] = {"name": name}
+    function["spec"].update(input={"topics": [topic], "typeClassName": "java.lang.String"},
+                            subscriptionName=SUBSCRIPTION, replicas=1, **spec)
+    function["spec"].pop("output", None)
+    return [config, function]
+
+
+def _replicas(stack: devstack.StackInfo, namespace: str, name: str) -> int:
+    got = json.loads(stack.kubectl("get", "function", name, "-n", namespace, "-o", "json").stdout)
+    return int(got["spec"].get("replicas", 1))
+
+
+def _decisions(settings: Settings, name: str) -> list[dict[str, Any]]:
+    return [events.decode_record(events.PARSED_SCALE_DECISION, m.data())
+            for m in read_messages(settings, events.SCALE_DECISIONS)
+            if m.partition_key().endswith(f"/{name}")]
+
+
+def _produce(settings: Settings, topic: str, count: int) -> None:
+    client = pulsar_client.connect(settings)
+    try:
+        producer = client.create_producer(topic, batching_enabled=False)  # a batch is one entry
+        for i in range(count):
+            producer.send_async(f"m{i}".encode(), None)
+        producer.flush()
+    finally:
+        client.close()
+
+
+def _drain(settings: Settings, topic: str) -> int:
+    client = pulsar_client.connect(settings)
+    drained = 0
+    try:
+        consumer = client.subscribe(topic, SUBSCRIPTION, consumer_type=pulsar.ConsumerType.Shared)
+        while True:
+            try:
+                consumer.acknowledge(consumer.receive(timeout_millis=2000))
+                drained += 1
+            except pulsar.Timeout:
+                return drained
+    finally:
+        client.close()
+
+
+def _subscribe(settings: Settings, topic: str) -> None:
+    """The subscription a running function would have made (KWOK's pods never run one)."""
+    client = pulsar_client.connect(settings)
+    client.subscribe(topic, SUBSCRIPTION, initial_position=pulsar.InitialPosition.Earliest).close()
+    client.close()
+
+
+def _apply(stack: devstack.StackInfo, namespace: str, docs: list[dict[str, Any]]) -> None:
+    for doc in docs:
+        stack.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(doc))
+
+
+def test_backlog_burst_scales_up_within_one_sample_and_drains_down(
+        stack: devstack.StackInfo, settings: Settings, namespace: str, topic_prefix: str) -> None:
+    ws = watch_settings(settings, namespace)
+    topic = topic_prefix + "in"
+    _subscribe(ws, topic)
+    autoscaling = {"backlog": {"targetPerReplica": 100},
+                   "behavior": {"scaleDown": {"stabilizationWindowSeconds": 5}}}
+    with InProcessWatcher(ws), reconciler(ws), scaler_only(ws), sampler_only(ws):
+        _apply(stack, namespace, _function("burst", topic, minReplicas=1, maxReplicas=10,
+                                           autoscaling=autoscaling))
+        wait_for("a first decision (tick)", lambda: bool(_decisions(ws, "burst")), 60)
+        time.sleep(2)  # the probe is armed once the tick has listed the Function
+        burst_at = time.time()
+        _produce(ws, topic, 450)
+        took = wait_for("scaled to 5", lambda: _replicas(stack, namespace, "burst") == 5, 30)
+        up = next(d for d in _decisions(ws, "burst") if d["applied"] and d["desiredReplicas"] == 5)
+        decided_after = up["time"].timestamp() - burst_at
+        print(f"burst of 450 -> 5 replicas: decision {decided_after:.2f}s after the burst began, "
+              f"seen by kubectl after {took:.1f}s, trigger {up['trigger']}")
+        assert decided_after < 15, "the scale-up waited for a tick instead of the burst probe"
+        assert up["trigger"] == "burst"
+        assert "backlog 450" in up["reason"] and "-> 5" in up["reason"]
+        cr = json.loads(stack.kubectl("get", "function", "burst", "-n", namespace,
+                                      "-o", "json").stdout)
+        assert cr["status"]["autoscaling"]["writer"] == "fmesh-events scaler"
+        assert _drain(ws, topic) == 450
+        wait_for("scaled back down to minReplicas", lambda: _replicas(stack, namespace, "burst") == 1,
+                 60)
+    decisions = _decisions(ws, "burst")
+    assert min(d["desiredReplicas"] for d in decisions) >= 1, "went below minReplicas"
+    down = next(d for d in decisions if d["applied"] and d["action"] == "DOWN")
+    assert down["time"].timestamp() - up["time"].timestamp() >= 5, "the down window was not kept"
+
+
+def test_scale_to_zero_and_back_on_activation(stack: devstack.StackInfo, settings: Settings,
+                                              namespace: str, topic_prefix: str) -> None:
+    ws = watch_settings(settings, namespace)
+    topic = topic_prefix + "in"
+    _subscribe(ws, topic)
+    autoscaling = {"backlog": {"targetPerReplica": 100, "activationThreshold": 10},
+                   "behavior": {"scaleDown": {"stabilizationWindowSeconds": 3}}}
+    with InProcessWatcher(ws), reconciler(ws), scaler_only(ws), sampler_only(ws, interval=3):
+        _apply(stack, namespace, _function("idle", topic, minReplicas=0, maxReplicas=5,
+                                           autoscaling=autoscaling))
+        wait_for("scaled to zero", lambda: _replicas(stack, namespace, "idle") == 0, 60)
+        _produce(ws, topic, 5)  # at or below the activation threshold: stays at zero
+        time.sleep(7)
+        assert _replicas(stack, namespace, "idle") == 0
+        _produce(ws, topic, 20)  # 25 > 10: activates
+        wait_for("back from zero", lambda: _replicas(stack, namespace, "idle") == 1, 30)
+    reasons = [d["reason"] for d in _decisions(ws, "idle")]
+    assert any("activation" in r for r in reasons), reasons
+
+
+class SteadyCpu:
+    """A test double for CPU samples only: this stack has no kubelet, so metrics.k8s.io has
+    nothing to serve. The pods are the real (KWOK) pods of the workload, sharing a steady load
+    of `total` percent of one pod's request, as a fixed amount of work spreads over replicas."""
+
+    def __init__(self, settings: Settings, total: float) -> None:
+        self.core = client.CoreV1Api(kube_client.api_client(settings))
+        self.total = total
+        self.calls = 0
+
+    def usage(self, namespace: str, selector: str) -> PodUsage:
+        self.calls += 1
+        pods = self.core.list_namespaced_pod(namespace, label_selector=selector).items
+        ready = [p for p in pods if any(c.type == "Ready" and c.status == "True"
+                                        for c in (p.status.conditions or []))]
+        return PodUsage(served=True, cpu=[self.total / len(ready)] * len(ready) if ready else [],
+                        unready=len(pods) - len(ready))
+
+
+def test_cpu_target_scales_on_pod_cpu(stack: devstack.StackInfo, settings: Settings,
+                                      namespace: str, topic_prefix: str) -> None:
+    ws = watch_settings(settings, namespace)
+    cpu = SteadyCpu(ws, 240.0)  # 240% of one request against a target of 80% -> 3 pods
+    with InProcessWatcher(ws), reconciler(ws), scaler_only(ws), \
+            sampler_only(ws, usage=cpu, interval=2):
+        _apply(stack, namespace, _function("hot", topic_prefix + "in", minReplicas=1,
+                                           maxReplicas=4, autoscaling={"cpu": {
+                                               "targetUtilizationPercent": 80}}))
+        wait_for("scaled on CPU", lambda: _replicas(stack, namespace, "hot") == 3, 60)
+        time.sleep(6)  # at 3 pods each runs at 80%: within tolerance, it stays
+        assert _replicas(stack, namespace, "hot") == 3
+    assert cpu.calls > 0
+    up = next(d for d in _decisions(ws, "hot") if d["applied"])
+    assert up["cpuRecommendation"] == 3 and "cpu" in up["reason"]
+
+
+def test_restarted_scaler_keeps_the_window(stack: devstack.StackInfo, settings: Settings,
+                                           namespace: str, topic_prefix: str) -> None:
+    ws = watch_settings(settings, namespace)
+    topic = topic_prefix + "in"
+    _subscribe(ws, topic)
+    autoscaling = {"backlog": {"targetPerReplica": 100},
+                   "behavior": {"scaleDown": {"stabilizationWindowSeconds": 120}}}
+    with InProcessWatcher(ws), reconciler(ws), sampler_only(ws, interval=2):
+        with scaler_only(ws, "scaler-a"):
+            _apply(stack, namespace, _function("steady", topic, minReplicas=1, maxReplicas=10,
+                                               autoscaling=autoscaling))
+            _produce(ws, topic, 400)
+            wait_for("scaled to 4", lambda: _replicas(stack, namespace, "steady") == 4, 60)
+            _drain(ws, topic)
+            wait_for("a hold inside the window", lambda: any(
+                d["backlog"] == 0 for d in _decisions(ws, "steady")), 30)
+        # scaler-a is gone mid-window; scaler-b rebuilds the window from scale-decisions
+        with scaler_only(ws, "scaler-b"):
+            wait_for("scaler-b decided twice", lambda: sum(
+                d["scaler"] == "scaler-b" for d in _decisions(ws, "steady")) >= 2, 30)
+            assert _replicas(stack, namespace, "steady") == 4, "scaler-b forgot the window"
+    held = [d for d in _decisions(ws, "steady") if d["scaler"] == "scaler-b"]
+    assert all(d["desiredReplicas"] == 4 and not d["applied"] for d in held)
+    assert all("window" in d["reason"] for d in held), [d["reason"] for d in held]
