@@ -125,12 +125,15 @@ def run_one(base: Settings, stack: devstack.StackInfo, n: int, mode: str) -> dic
         applied = time.monotonic() - started
         deadline = started + 120 + n * 0.5
         ready = sts = 0
+        all_sts_at = None
         while time.monotonic() < deadline:
             dead = [proc.args for proc in procs if proc.poll() is not None]
             if dead:
                 raise SystemExit(f"{mode}: an operator process exited early: {dead[0]} "
                                  f"(its log is in {logdir})")
             ready, sts = ready_counts(stack, namespace)
+            if sts == n and all_sts_at is None:
+                all_sts_at = time.monotonic()
             if ready == n and sts == n:
                 break
             time.sleep(1)
@@ -143,6 +146,8 @@ def run_one(base: Settings, stack: devstack.StackInfo, n: int, mode: str) -> dic
             "n": n, "mode": mode, "all_ready": ready == n and sts == n,
             "ready": ready, "statefulsets": sts,
             "apply_seconds": round(applied, 1),
+            "seconds_to_all_statefulsets":
+                round(all_sts_at - started, 1) if all_sts_at is not None else None,
             "seconds_to_all_ready": round(took, 1),
             "functions_ready_per_second": round(ready / took, 1),
             "reconciles": len(calls) if mode != "kopf" else None,

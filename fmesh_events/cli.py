@@ -116,6 +116,89 @@ def run(ctx: click.Context, components: str, grace_seconds: float) -> None:
         thread.join(timeout=grace_seconds)
 
 
+@main.command()
+@click.argument("target", required=False)
+@click.option("-n", "--namespace", help="Every CR of this Kubernetes namespace.")
+@click.option("--since", help="From this long ago (90s, 15m, 1h30m, 2d) or this time (RFC 3339).")
+@click.option("--until", help="Up to this time (or this long ago).")
+@click.option("--type", "types", default="change,reconcile,scale", show_default=True,
+              help="What to show: change (CRs and pods), reconcile, scale; comma-separated.")
+@click.option("-o", "--output", "fmt", type=click.Choice(["table", "json", "jsonl"]),
+              default="table", show_default=True)
+@click.option("-f", "--follow", is_flag=True, help="Keep streaming new entries (Ctrl-C stops).")
+@click.option("--summary", is_flag=True, help="Per CR: changes, reconciles, failures, scalings.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False),
+              help="Write a self-contained page with the timeline drawn, instead of printing.")
+@click.option("--status", "include_status", is_flag=True,
+              help="Also show status-only changes of the CRs.")
+@click.pass_context
+def history(ctx: click.Context, target: str | None, namespace: str | None, since: str | None,
+            until: str | None, types: str, fmt: str, follow: bool, summary: bool,
+            html_path: str | None, include_status: bool) -> None:
+    """What happened to a Function, Source, Sink or FunctionMesh, and why: one timeline from
+    the operator's topics (needs read access to them, nothing in Kubernetes).
+
+    TARGET is KIND/NAMESPACE/NAME, e.g. function/default/word-count; without it, every CR
+    (of --namespace, if given)."""
+    from fmesh_events import history as hist
+
+    try:
+        wanted = [t.strip() for t in types.split(",") if t.strip()]
+        bad = sorted(set(wanted) - {"change", "reconcile", "scale"})
+        if bad or not wanted:
+            raise hist.HistoryError(f"unknown --type {', '.join(bad) or '(empty)'}: use change, "
+                                    "reconcile, scale")
+        q = hist.Query(key=hist.parse_key(target) if target else None, namespace=namespace,
+                       since=hist.parse_time(since) if since else None,
+                       until=hist.parse_time(until) if until else None,
+                       types=wanted, follow=follow, include_status=include_status)
+        if q.since and q.until and q.until < q.since:
+            raise hist.HistoryError("--until is before --since")
+        count = hist.query(_settings(ctx), q, sys.stdout, fmt, summary, html_path)
+    except hist.HistoryError as error:
+        raise click.ClickException(str(error)) from None
+    if count == 0 and q.key and not follow:
+        raise click.ClickException(
+            f"no history for {q.key}{' since ' + since if since else ''}: check the name "
+            "(kubectl get functions,sources,sinks,functionmeshes -A) or widen --since")
+
+
+@main.command()
+@click.option("--since", required=True, help="Replay keys changed since (1h, or RFC 3339).")
+@click.argument("keys", nargs=-1)
+@click.option("--timeout", default=120.0, show_default=True,
+              help="Seconds to wait for the reconcilers' answers.")
+@click.option("-o", "--output", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+@click.pass_context
+def replay(ctx: click.Context, since: str, keys: tuple[str, ...], timeout: float,
+           fmt: str) -> None:
+    """Reconcile again what the topics say changed since --since (or only KEYS), through the
+    running reconcilers, and report what that wrote. On a healthy cluster: nothing."""
+    from fmesh_events import history as hist
+
+    try:
+        results = hist.replay(_settings(ctx), hist.parse_time(since),
+                              [hist.parse_key(k) for k in keys], timeout)
+    except hist.HistoryError as error:
+        raise click.ClickException(str(error)) from None
+    if fmt == "json":
+        click.echo(json.dumps([r.__dict__ for r in results], indent=1))
+    else:
+        width = max([len(r.key) for r in results] + [3])
+        click.echo(f"{'KEY':<{width}}  {'OUTCOME':<13}  WROTE")
+        for r in results:
+            wrote = ", ".join(r.writes) or "nothing"
+            click.echo(f"{r.key:<{width}}  {r.outcome:<13}  {wrote}{'  ' + r.error if r.error else ''}")
+    writes = sum(len(r.writes) for r in results)
+    unanswered = sum(r.outcome == "NO ANSWER" for r in results)
+    click.echo(f"replayed {len(results)} key(s): {writes} write(s)"
+               + (" (the cluster already matched)" if results and not writes else "")
+               + (f"; {unanswered} without an answer in {timeout:g}s (is a reconciler running?)"
+                  if unanswered else ""), err=True)
+    ctx.exit(hist.replay_exit_code(results))
+
+
 @main.group()
 def dev() -> None:
     """A local stack: a real Pulsar broker and a real Kubernetes control plane."""

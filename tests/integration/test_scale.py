@@ -7,67 +7,27 @@ test produces and drains itself with a consumer on the function's subscription."
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pulsar
 from kubernetes import client
 
 from fmesh_events import devstack, events, kube_client, pulsar_client
-from fmesh_events.scale import Sampler, Scaler
-from fmesh_events.scale.backlog import BacklogReader
-from fmesh_events.scale.usage import MetricsApiSource, PodUsage, UsageSource
+from fmesh_events.scale.usage import PodUsage
 from fmesh_events.settings import Settings
 from tests.examples import EXAMPLES, documents, example
 from tests.integration.watch_helpers import (
     InProcessWatcher,
     read_messages,
     reconciler,
+    sampler_only,
+    scaler_only,
     wait_for,
     watch_settings,
 )
 
 SUBSCRIPTION = "scale-test-sub"
-
-
-@contextmanager
-def scaler_only(settings: Settings, name: str = "scaler-a") -> Iterator[Scaler]:
-    client = pulsar_client.connect(settings)
-    scaler = Scaler(kube_client.api_client(settings), client, settings.topic, name)
-    scaler.open()
-    stop = threading.Event()
-    thread = threading.Thread(target=scaler.run_until, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        yield scaler
-    finally:
-        stop.set()
-        thread.join(10)
-        scaler.close()
-        client.close()
-
-
-@contextmanager
-def sampler_only(settings: Settings, usage: UsageSource | None = None, interval: float = 15.0,
-                 rearm: float = 1.0) -> Iterator[Sampler]:
-    client = pulsar_client.connect(settings)
-    api = kube_client.api_client(settings)
-    sampler = Sampler(api, client, settings.topic,
-                      BacklogReader(pulsar_client.PulsarAdmin(settings)),
-                      usage or MetricsApiSource(api), settings.watch_namespaces, interval, rearm)
-    sampler.lead()
-    stop = threading.Event()
-    thread = threading.Thread(target=sampler.run_until, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        yield sampler
-    finally:
-        stop.set()
-        thread.join(10)
-        client.close()
 
 
 def _function(name: str, topic: str, **spec: Any) -> list[dict[str, Any]]:

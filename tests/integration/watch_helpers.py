@@ -20,6 +20,9 @@ import pulsar
 from fmesh_events import events, kube_client, pulsar_client
 from fmesh_events.events import ChangeEvent
 from fmesh_events.reconcile import Reconciler
+from fmesh_events.scale import Sampler, Scaler
+from fmesh_events.scale.backlog import BacklogReader
+from fmesh_events.scale.usage import MetricsApiSource, UsageSource
 from fmesh_events.settings import Settings
 from fmesh_events.watch import Watcher, WatchOptions
 
@@ -124,4 +127,41 @@ def reconciler(settings: Settings, subscription: str = "reconcile", max_attempts
         stop.set()
         thread.join(10)
         worker.close()
+        client.close()
+
+
+@contextmanager
+def scaler_only(settings: Settings, name: str = "scaler-a") -> Iterator[Scaler]:
+    client = pulsar_client.connect(settings)
+    scaler = Scaler(kube_client.api_client(settings), client, settings.topic, name)
+    scaler.open()
+    stop = threading.Event()
+    thread = threading.Thread(target=scaler.run_until, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield scaler
+    finally:
+        stop.set()
+        thread.join(10)
+        scaler.close()
+        client.close()
+
+
+@contextmanager
+def sampler_only(settings: Settings, usage: UsageSource | None = None, interval: float = 15.0,
+                 rearm: float = 1.0) -> Iterator[Sampler]:
+    client = pulsar_client.connect(settings)
+    api = kube_client.api_client(settings)
+    sampler = Sampler(api, client, settings.topic,
+                      BacklogReader(pulsar_client.PulsarAdmin(settings)),
+                      usage or MetricsApiSource(api), settings.watch_namespaces, interval, rearm)
+    sampler.lead()
+    stop = threading.Event()
+    thread = threading.Thread(target=sampler.run_until, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield sampler
+    finally:
+        stop.set()
+        thread.join(10)
         client.close()
