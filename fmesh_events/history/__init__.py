@@ -219,6 +219,7 @@ def replay(settings: Settings, since: datetime, keys: list[str], timeout: float 
            ) -> list[Replayed]:
     """Ask the reconcilers to reconcile again every key seen since `since` (or just `keys`),
     and collect what they did from reconcile-log."""
+    _check_topics(settings, ["change"])
     client = pulsar_client.connect(settings)
     try:
         seen = _keys_since(client, settings, since)

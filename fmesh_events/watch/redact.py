@@ -5,6 +5,8 @@ anyone who may read the topic.
 - Any map value whose key looks like a credential is replaced by `redacted:<hash>`: a short
   SHA-256 prefix, so a change of the value stays visible and the value does not.
 - Env-style lists ({name, value}) are treated the same, by the entry's name.
+- Container command lines (`command`, `args` lists) are redacted whole: the instance's command
+  line embeds the function's config (userConfig, secrets of connectors) as JSON in a string.
 - kubectl's last-applied-configuration annotation (a JSON copy of the whole object) is
   redacted the same way; managedFields (names only, no values, and noisy) are dropped.
 """
@@ -47,7 +49,8 @@ def _walk(node: Any) -> Any:
             # A whole block under a credential-like key (credentials: {...}) goes too,
             # unless it is a block of references to Secrets.
             whole_block = isinstance(value, dict | list) and not _is_reference_block(str(key))
-            if secret_looking and (_is_scalar(value) or whole_block):
+            command_line = key in _COMMAND_LINES and isinstance(value, list) and bool(value)
+            if command_line or (secret_looking and (_is_scalar(value) or whole_block)):
                 out[key] = redact_value(value)
             else:
                 out[key] = _walk(value)
@@ -59,6 +62,8 @@ def _walk(node: Any) -> Any:
         return [_walk(item) for item in node]
     return node
 
+
+_COMMAND_LINES = {"command", "args"}
 
 # Spec blocks whose names contain "secret" but hold references (Secret names and keys), not
 # secret values: keeping them readable keeps the audit useful. Their scalar leaves are still

@@ -89,3 +89,22 @@ def test_pod_event_carries_owner_phase_readiness_restarts() -> None:
     assert (event.key, event.phase, event.ready, event.restart_count) == \
         ("Function/ns/f", "Running", True, 3)
     assert owner_key({"metadata": {"labels": {"app": "x"}}}) is None
+
+
+def test_the_instance_command_line_never_carries_the_config_in_clear() -> None:
+    """The rendered StatefulSet embeds funcConfig in --function_details; redaction must not
+    let it through (this leaked before the command lines were redacted whole)."""
+    from fmesh_events import models
+    from fmesh_events.reconcile import render
+    from tests.examples import example
+
+    function = example("function.yaml", "Function")
+    function["metadata"].update(name="leak", namespace="ns")
+    function["spec"]["funcConfig"] = {"password": "hunter2-in-userconfig"}
+    statefulset = next(o for o in render.render_workload(models.parse_resource(function))
+                       if o["kind"] == "StatefulSet")
+    assert "hunter2-in-userconfig" in json.dumps(statefulset)  # what the watcher sees
+    redacted = redact(statefulset)
+    assert "hunter2-in-userconfig" not in json.dumps(redacted)
+    container = redacted["spec"]["template"]["spec"]["containers"][0]
+    assert str(container["command"]).startswith("redacted:")
