@@ -109,6 +109,9 @@ def run(ctx: click.Context, components: str, grace_seconds: float) -> None:
                                         daemon=True))
     for thread in threads:
         thread.start()
+    from fmesh_events import observe
+
+    observe.serve(settings, lambda: all(t.is_alive() for t in threads), stop)
     while not stop.wait(0.5):
         if not any(t.is_alive() for t in threads):
             raise click.ClickException("every component stopped; see the log above")

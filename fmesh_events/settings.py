@@ -71,6 +71,15 @@ class Settings(BaseSettings):
     reconcile_max_attempts: int = Field(
         default=6, description="Reconcile attempts of one change before it is dead-lettered.")
 
+    http_host: str = Field(default="0.0.0.0", description="Address of /metrics, /healthz, /readyz.")
+    http_port: int = Field(
+        default=8081, ge=0, le=65535,
+        description="Port of /metrics, /healthz and /readyz; 0 turns them off.",
+    )
+    reconcile_workers: int = Field(
+        default=32, ge=1, le=256,
+        description="Keys reconciled at once by one process (each key stays on one worker).",
+    )
     scale_interval_seconds: float = Field(
         default=15.0, gt=0, description="Seconds between two samples of every autoscaled CR."
     )

@@ -3,7 +3,6 @@ the per-key summary, and one self-contained HTML page with a chart per key."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -11,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 from html import escape
 from types import TracebackType
 from typing import TextIO
+
+import orjson
 
 from fmesh_events.history.timeline import (
     FAILURES,
@@ -43,7 +44,8 @@ def format_table_line(entry: Entry, key_width: int = KEY_WIDTH) -> str:
 
 
 def to_json_line(entry: Entry) -> str:
-    return json.dumps(entry.to_json_dict(), separators=(",", ":"), ensure_ascii=False)
+    # orjson: JSON encoding was the largest single cost of a replay printed as JSONL.
+    return orjson.dumps(entry.to_json_dict(), default=str).decode()
 
 
 class JsonArrayWriter:

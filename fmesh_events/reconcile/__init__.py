@@ -40,6 +40,7 @@ def run_reconcile(settings: Settings, stop: threading.Event) -> None:
             client = pulsar_client.connect(settings)
             reconciler = Reconciler(kube_client.api_client(settings), client, settings.topic,
                                     consumer_name(), max_attempts=settings.reconcile_max_attempts,
+                                    workers=settings.reconcile_workers,
                                     admin=lambda url: pulsar_client.PulsarAdmin(
                                         settings.model_copy(update={"pulsar_admin_url": url})))
             reconciler.open()

@@ -164,6 +164,8 @@ def test_replay_on_a_healthy_cluster_writes_nothing(stack: devstack.StackInfo, s
         wait_for("Ready", lambda: _ready(stack, namespace, "healthy"), 60)
         unknown = cli(ws, "replay", "--since", "10m", f"function/{namespace}/nope")
         assert unknown.returncode != 0 and "no change of" in unknown.stderr
+        no_history = cli(ws, "history", f"function/{namespace}/nope")
+        assert no_history.returncode == 1 and "no history for" in no_history.stderr
         got = cli(ws, "replay", "--since", "10m", "-o", "json")
     assert got.returncode == 0, got.stderr
     results = json.loads(got.stdout)

@@ -62,11 +62,13 @@ class InProcessWatcher:
         self.client.close()
 
 
-def spawn_watcher(settings: Settings, log_path: Path,
-                  components: str = "watch") -> subprocess.Popen[bytes]:
-    """`fmesh-events run --components <components>` as its own process, logging to log_path."""
+def spawn_watcher(settings: Settings, log_path: Path, components: str = "watch",
+                  http_port: int = 0) -> subprocess.Popen[bytes]:
+    """`fmesh-events run --components <components>` as its own process, logging to log_path
+    (its HTTP endpoints off unless a port is given: several run side by side)."""
     env = {
         **os.environ,
+        "FMESH_HTTP_PORT": str(http_port),
         "FMESH_KUBECONFIG": str(settings.kubeconfig),
         "FMESH_PULSAR_SERVICE_URL": settings.pulsar_service_url,
         "FMESH_PULSAR_ADMIN_URL": settings.pulsar_admin_url,
