@@ -49,6 +49,7 @@ class TopicStream:
         self.until_ms = until_ms
         self.wanted = wanted
         self.read = 0
+        self.past_until = False
         try:
             self.reader = client.create_reader(full_topic, pulsar.MessageId.earliest,
                                                receiver_queue_size=2000)
@@ -70,6 +71,7 @@ class TopicStream:
         self.read += 1
         publish = message.publish_timestamp()
         if self.until_ms is not None and publish > self.until_ms:
+            self.past_until = True
             return False
         key = message.partition_key()
         if not self.wanted(key):
@@ -77,13 +79,15 @@ class TopicStream:
         return Message(publish, self.short, key, str(message.message_id()), message.data())
 
     def backlog(self) -> Iterator[Message]:
-        """What the topic holds now (from `since`); ends when caught up or past `until`."""
+        """What the topic holds now (from `since`); ends when caught up or past `until`.
+        Reads until a short wait comes back empty, and only then asks whether more is there:
+        asking before every message cost as much as decoding it."""
         while self.reader.has_message_available():
-            got = self._next(10_000)
-            if got is False:
+            while (got := self._next(100)) is not False:
+                if isinstance(got, Message):
+                    yield got
+            if self.until_ms is not None and self.past_until:
                 return
-            if isinstance(got, Message):
-                yield got
 
     def poll(self, timeout_ms: int) -> Message | None:
         got = self._next(timeout_ms)
