@@ -164,6 +164,7 @@ def decode_record(schema: Any, data: bytes) -> dict[str, Any]:
 # -- scale-signals and scale-decisions --------------------------------------------------------
 SCALE_SIGNALS = "scale-signals"
 SCALE_DECISIONS = "scale-decisions"
+SCALE_DLQ = "scale-dlq"
 
 _TOPIC_BACKLOG = {"type": "record", "name": "TopicBacklog", "fields": [
     {"name": "topic", "type": "string"},

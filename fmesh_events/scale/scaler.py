@@ -94,6 +94,7 @@ class Scaler:
         self.history = History()
         self.consumer: Any = None
         self.decisions: Any = None
+        self.dead_letters: Any = None
         self.tail: Any = None
         self.handled = 0
         self.caught_up = threading.Event()
@@ -101,6 +102,8 @@ class Scaler:
     def open(self) -> None:
         self.decisions = self.client.create_producer(
             self.topic(events.SCALE_DECISIONS), batching_enabled=False)
+        self.dead_letters = self.client.create_producer(self.topic(events.SCALE_DLQ),
+                                                        batching_enabled=False)
         self.tail = self.client.create_reader(self.topic(events.SCALE_DECISIONS),
                                               pulsar.MessageId.earliest)
         self.tail.seek(int((time.time() - HISTORY_SECONDS) * 1000))
@@ -112,7 +115,7 @@ class Scaler:
                 key_shared_mode=pulsar.KeySharedMode.AutoSplit, allow_out_of_order_delivery=False))
 
     def close(self) -> None:
-        for closable in (self.consumer, self.tail, self.decisions):
+        for closable in (self.consumer, self.tail, self.decisions, self.dead_letters):
             if closable is not None:
                 try:
                     closable.close()
@@ -165,9 +168,16 @@ class Scaler:
     def handle(self, message: Any) -> None:
         try:
             signal = events.decode_record(events.PARSED_SCALE_SIGNAL, message.data())
+            if signal["signalVersion"] > 1:
+                raise ValueError(f"signal version {signal['signalVersion']} is newer than this "
+                                 "scaler understands (1)")
         except Exception as undecodable:
-            log.error("undecodable scale signal skipped",
+            log.error("undecodable scale signal dead-lettered",
                       extra={"message_id": str(message.message_id()), "error": str(undecodable)})
+            self.dead_letters.send(message.data(), properties={
+                "reason": str(undecodable)[:2000], "origin-topic": message.topic_name(),
+                "origin-message-id": str(message.message_id())},
+                partition_key=message.partition_key() or "unknown")
             self.consumer.acknowledge(message)
             return
         key = signal["key"]

@@ -204,3 +204,21 @@ def test_restarted_scaler_keeps_the_window(stack: devstack.StackInfo, settings: 
     held = [d for d in _decisions(ws, "steady") if d["scaler"] == "scaler-b"]
     assert all(d["desiredReplicas"] == 4 and not d["applied"] for d in held)
     assert all("window" in d["reason"] for d in held), [d["reason"] for d in held]
+
+
+def test_a_garbage_signal_goes_to_the_dead_letter_topic_and_the_scaler_goes_on(
+        settings: Settings, namespace: str, stack: devstack.StackInfo) -> None:
+    ws = watch_settings(settings, namespace)
+    pulsar_client.PulsarAdmin(ws).ensure_namespace(ws.system_namespace)
+    with scaler_only(ws) as scaler:
+        client = pulsar_client.connect(ws)
+        try:
+            producer = client.create_producer(ws.topic(events.SCALE_SIGNALS))
+            producer.send(b"\xff\x00 not avro", partition_key="Function/x/garbage")
+            producer.send(b"\x01\x02", partition_key="Function/x/short")
+        finally:
+            client.close()
+        wait_for("both dead-lettered", lambda: len(read_messages(ws, events.SCALE_DLQ)) == 2, 30)
+        assert scaler.handled == 0
+    reasons = [m.properties()["reason"] for m in read_messages(ws, events.SCALE_DLQ)]
+    assert all(reasons), reasons
