@@ -215,11 +215,16 @@ class Scaler:
             cpu_available=signal["cpuServed"], memory_available=signal["cpuServed"])
         decision = hpa.decide(wanted, inputs, recommendations, changes)
         applied, error = False, None
+        version = cr["metadata"]["resourceVersion"]
         if decision.desired != current:
             try:
-                self.custom.patch_namespaced_custom_object_scale(
+                # Conditional on the version decided on: a spec change in between (autoscaling
+                # turned off, say) wins, and the next signal decides again.
+                scaled = self.custom.patch_namespaced_custom_object_scale(
                     models.GROUP, models.VERSION, namespace, plural, name,
-                    {"spec": {"replicas": decision.desired}})
+                    {"metadata": {"resourceVersion": version},
+                     "spec": {"replicas": decision.desired}})
+                version = scaled["metadata"]["resourceVersion"]
                 applied = True
             except client.ApiException as failure:
                 error = f"/scale refused ({failure.status}): {failure.reason}"
@@ -227,7 +232,7 @@ class Scaler:
         self.history.add(record)
         decision_id = str(self.decisions.send(
             events.encode_record(events.PARSED_SCALE_DECISION, record), partition_key=key))
-        self._write_status(cr, namespace, plural, name, decision, record, decision_id, applied)
+        self._write_status(cr, version, plural, decision, record, decision_id, applied)
         self.consumer.acknowledge(message)
         self.handled += 1
         DECISIONS.labels(decision.action, str(applied).lower()).inc()
@@ -253,7 +258,7 @@ class Scaler:
             "reason": decision.reason, "error": error, "scaler": self.name,
         }
 
-    def _write_status(self, cr: dict[str, Any], namespace: str, plural: str, name: str,
+    def _write_status(self, cr: dict[str, Any], version: str, plural: str,
                       decision: hpa.Decision, record: dict[str, Any], decision_id: str,
                       applied: bool) -> None:
         """status.autoscaling says the scaler writes replicas, and why they are what they are.
@@ -274,10 +279,12 @@ class Scaler:
         recent = record["time"] - _parse_ms(before.get("lastDecisionTime")) < STATUS_REFRESH_MS
         if unchanged and (before.get("lastDecision") == decision.reason or recent):
             return
-        try:
+        namespace, name = cr["metadata"]["namespace"], cr["metadata"]["name"]
+        try:  # conditional on the version decided on (or our /scale write's): never stale
             self.custom.patch_namespaced_custom_object_status(
                 models.GROUP, models.VERSION, namespace, plural, name,
-                {"status": {"autoscaling": status}})
+                {"metadata": {"resourceVersion": version}, "status": {"autoscaling": status}})
         except client.ApiException as error:
-            log.warning("could not write status.autoscaling",
-                        extra={"key": record["key"], "error": str(error)})
+            if error.status != 409:  # 409: the CR moved on; the next decision writes it
+                log.warning("could not write status.autoscaling",
+                            extra={"key": record["key"], "error": str(error)})

@@ -118,6 +118,21 @@ def test_backlog_burst_scales_up_within_one_sample_and_drains_down(
         assert _drain(ws, topic) == 450
         wait_for("scaled back down to minReplicas", lambda: _replicas(stack, namespace, "burst") == 1,
                  60)
+        # Autoscaling off (no maxReplicas): its status goes, and kubectl scale is the writer.
+        _config, function = _function("burst", topic)
+        for field in ("replicas", "minReplicas", "maxReplicas", "autoscaling"):
+            function["spec"].pop(field, None)
+        stack.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(function))
+        wait_for("status.autoscaling removed", lambda: "autoscaling" not in json.loads(
+            stack.kubectl("get", "function", "burst", "-n", namespace, "-o", "json").stdout)
+            .get("status", {}), 30)
+        stack.kubectl("scale", "function", "burst", "-n", namespace, "--replicas=2")
+        _produce(ws, topic, 900)  # would mean 9 replicas if the scaler still wrote
+        wait_for("StatefulSet follows kubectl scale", lambda: json.loads(stack.kubectl(
+            "get", "statefulset", "burst-function", "-n", namespace, "-o", "json").stdout)
+            ["spec"]["replicas"] == 2, 30)
+        time.sleep(3)
+        assert _replicas(stack, namespace, "burst") == 2
     decisions = _decisions(ws, "burst")
     assert min(d["desiredReplicas"] for d in decisions) >= 1, "went below minReplicas"
     down = next(d for d in decisions if d["applied"] and d["action"] == "DOWN")
