@@ -121,7 +121,8 @@ def run_one(base: Settings, stack: devstack.StackInfo, n: int, mode: str) -> dic
         manifest.write_text(functions_yaml(n))
         before = api_requests(stack)
         started = time.monotonic()
-        stack.kubectl("apply", "--server-side", "-n", namespace, "-f", str(manifest))
+        stack.kubectl("apply", "--server-side", "-n", namespace, "-f", str(manifest),
+                      timeout=600 + n)
         applied = time.monotonic() - started
         deadline = started + 120 + n * 0.5
         ready = sts = 0
@@ -136,7 +137,7 @@ def run_one(base: Settings, stack: devstack.StackInfo, n: int, mode: str) -> dic
                 all_sts_at = time.monotonic()
             if ready == n and sts == n:
                 break
-            time.sleep(1)
+            time.sleep(max(1.0, n / 1000))  # listing thousands of CRs loads the API server too
         took = time.monotonic() - started
         requests = api_requests(stack) - before
         calls = [json.loads(line)["calls"] for f in logdir.glob("reconcile-*.log")
@@ -167,7 +168,8 @@ def run_one(base: Settings, stack: devstack.StackInfo, n: int, mode: str) -> dic
         # kube-controller-manager the next run depends on, so a run must not overlap the last
         # one's clean-up (that is what made an earlier run look 35% slower).
         print(f"{mode}: deleting {namespace} ...", file=sys.stderr)
-        stack.kubectl("delete", "namespace", namespace, f"--timeout={300 + n}s", check=False)
+        stack.kubectl("delete", "namespace", namespace, f"--timeout={300 + n}s", check=False,
+                      timeout=360 + n)
 
 
 def main() -> None:

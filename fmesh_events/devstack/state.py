@@ -72,14 +72,14 @@ class StackInfo:
             return "(no log)"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
-    def kubectl(self, *args: str, input: str | None = None,
-                check: bool = True) -> subprocess.CompletedProcess[str]:
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
+                timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run kubectl against this stack; on failure with check=True, raise with its stderr."""
         if self.kubeconfig is None:
             raise StackError("the stack has no kubeconfig yet")
         proc = subprocess.run(
             [self.kubectl_path, f"--kubeconfig={self.kubeconfig}", *args],
-            input=input, capture_output=True, text=True, check=False, timeout=120,
+            input=input, capture_output=True, text=True, check=False, timeout=timeout,
         )
         if check and proc.returncode != 0:
             raise StackError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
