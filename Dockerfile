@@ -3,13 +3,17 @@
 # mounts an emptyDir at /tmp).
 FROM python:3.11-slim-bookworm
 
-# No .pyc writes (the root filesystem is read-only at run time), logs straight to stdout.
+# No .pyc writes (the root filesystem is read-only at run time), logs straight to stdout;
+# pip quiet about running as root and about its own version (build time only).
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
 
-RUN groupadd --system --gid 10001 fmesh \
- && useradd --system --uid 10001 --gid 10001 --home-dir /home/fmesh --create-home \
+# A fixed uid, so the Deployment's runAsUser and runAsNonRoot can check it; --no-log-init
+# keeps a high uid from growing a large sparse /var/log/lastlog.
+RUN groupadd --gid 10001 fmesh \
+ && useradd --no-log-init --uid 10001 --gid 10001 --home-dir /home/fmesh --create-home \
         --shell /usr/sbin/nologin fmesh
 
 WORKDIR /src

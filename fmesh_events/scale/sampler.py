@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -46,8 +46,9 @@ BURST_DEBOUNCE_SECONDS = 1.0
 
 @dataclass
 class Probe:
-    readers: list[Any]
     armed_at: float  # time.monotonic() when the readers were at the topic's end
+    readers: list[Any] = field(default_factory=list)
+    fired: bool = False  # set by this probe's own readers only: an old probe cannot mislead
 
 
 @dataclass
@@ -72,8 +73,9 @@ class Sampler:
         self.crs: dict[str, dict[str, Any]] = {}  # key -> CR, as of the last tick
         self.topic_keys: dict[str, set[str]] = {}  # input topic -> keys of CRs reading it
         self.probes: dict[str, Probe] = {}
-        self.fired: set[str] = set()
         self.rearm_at: dict[str, float] = {}
+        self.pause: dict[str, float] = {}  # topic -> current re-arm pause (grows on busy topics)
+        self.deferred: set[str] = set()  # keys whose burst sample waits out the debounce
         self.readings: dict[tuple[str, str], Reading] = {}
         self.last_burst: dict[str, float] = {}
         self.published = 0
@@ -221,7 +223,7 @@ class Sampler:
         reading = self.readings.get(handle)
         probe = self.probes.get(topic)
         if reading is not None and reading.backlog == 0 and probe is not None and \
-                topic not in self.fired and probe.armed_at <= reading.at and \
+                not probe.fired and probe.armed_at <= reading.at and \
                 time.monotonic() - reading.at < RESYNC_SECONDS:
             return 0, None  # nothing arrived since it was 0: the probe would have fired
         result = self.backlog_reader.backlog(topic, subscription)
@@ -232,37 +234,48 @@ class Sampler:
     # -- probes (managed by the run_until thread only) ----------------------------------------
 
     def _arm(self, topic: str) -> None:
+        probe = Probe(time.monotonic())
+
+        def fire(_reader: Any, _message: Any) -> None:
+            probe.fired = True
+
         try:
             count = self.backlog_reader.partitions(topic)
             names = [f"{topic}-partition-{i}" for i in range(count)] if count else [topic]
-            readers = [self.client.create_reader(
-                name, pulsar.MessageId.latest, receiver_queue_size=1,
-                reader_listener=lambda _reader, _message, t=topic: self._fire(t))
-                for name in names]
+            probe.readers = [self.client.create_reader(name, pulsar.MessageId.latest,
+                                                       receiver_queue_size=1, reader_listener=fire)
+                             for name in names]
         except Exception as error:  # a topic that does not exist yet: the tick reads it
+            _close_all(probe.readers)
             log.info("probe not armed", extra={"topic": topic, "error": str(error)})
             self.rearm_at[topic] = time.monotonic() + self.rearm_seconds
             return
-        self.probes[topic] = Probe(readers, time.monotonic())
-        self.fired.discard(topic)
-
-    def _fire(self, topic: str) -> None:
-        with self._lock:
-            self.fired.add(topic)
+        self.probes[topic] = probe
 
     def watch_probes(self) -> None:
         """Sample the CRs of topics whose probe fired; arm probes for new topics and re-arm
-        those whose pause is over; drop probes of topics no longer read."""
-        with self._lock:
-            fired = [t for t in self.fired if t in self.probes]
-            keys = {k for t in fired for k in self.topic_keys.get(t, ())}
-            crs = {k: self.crs[k] for k in keys if k in self.crs}
+        those whose pause is over; drop probes of topics no longer read.
+
+        A topic with steady traffic would fire at every re-arm: its pause doubles each time
+        it fires that soon, up to the tick interval (the tick reads it anyway), and falls back
+        once it stays quiet. Bursts out of quiet, the case that matters, stay immediate."""
         now = time.monotonic()
+        fired = [t for t, probe in self.probes.items() if probe.fired]
         for topic in fired:
-            _close_all(self.probes.pop(topic).readers)
-            self.rearm_at[topic] = now + self.rearm_seconds
+            probe = self.probes.pop(topic)
+            _close_all(probe.readers)
+            pause = self.pause.get(topic, self.rearm_seconds)
+            pause = min(pause * 2, self.interval) if now - probe.armed_at < pause \
+                else self.rearm_seconds
+            self.pause[topic] = pause
+            self.rearm_at[topic] = now + pause
+        with self._lock:
+            keys = {k for t in fired for k in self.topic_keys.get(t, ())} | self.deferred
+            crs = {k: self.crs[k] for k in keys if k in self.crs}
+        self.deferred = set()
         for key, cr in crs.items():
             if now - self.last_burst.get(key, 0) < BURST_DEBOUNCE_SECONDS:
+                self.deferred.add(key)  # sampled a moment ago: sample again once allowed
                 continue
             self.last_burst[key] = now
             try:
@@ -270,7 +283,7 @@ class Sampler:
             except ValidationError:
                 continue
             self.publish(key, cr, model, "burst")
-        if fired and self.producer is not None:
+        if crs and self.producer is not None:
             self.producer.flush()
         with self._lock:
             wanted = set(self.topic_keys)
