@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from fmesh_events import __version__, logs
+from fmesh_events.migrate.cli import migrate
 from fmesh_events.settings import Settings
 
 
@@ -200,6 +201,9 @@ def replay(ctx: click.Context, since: str, keys: tuple[str, ...], timeout: float
                + (f"; {unanswered} without an answer in {timeout:g}s (is a reconciler running?)"
                   if unanswered else ""), err=True)
     ctx.exit(hist.replay_exit_code(results))
+
+
+main.add_command(migrate)
 
 
 @main.group()
