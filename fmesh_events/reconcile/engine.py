@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client
+from kubernetes.dynamic.exceptions import DynamicApiError
 from pydantic import ValidationError
 
 from fmesh_events import models
@@ -90,10 +91,9 @@ def fingerprint(obj: dict[str, Any]) -> str:
 
 
 def reconcile(writer: KubeWriter, key: str, children_too: bool = True,
-              options: Options | None = None,
-              statefulset: dict[str, Any] | None = None) -> Result:
+              options: Options | None = None) -> Result:
     """Make the cluster match the CR named by `key`. `children_too=False` (pod-events)
-    refreshes status only, from `statefulset` when the caller holds its current state."""
+    refreshes status only."""
     options = options or Options()
     kind, namespace, name = key.split("/", 2)
     result = Result(key=key)
@@ -125,7 +125,7 @@ def reconcile(writer: KubeWriter, key: str, children_too: bool = True,
         _reconcile_mesh(writer, model, cr, result, options)
     else:
         assert isinstance(model, models.Function | models.Source | models.Sink)
-        _reconcile_workload(writer, model, cr, result, children_too, options, statefulset)
+        _reconcile_workload(writer, model, cr, result, children_too, options)
     return result
 
 
@@ -144,7 +144,7 @@ def _apply_child(writer: KubeWriter, desired: dict[str, Any], result: Result,
     if desired["kind"] not in WORKLOAD_KINDS and (known is not None or first_time):
         try:
             stored = writer.apply(desired)
-        except client.ApiException as error:
+        except (client.ApiException, DynamicApiError) as error:
             if error.status != 422:  # 422: an immutable field changed; the slow path handles it
                 raise
         else:
@@ -193,11 +193,8 @@ def _read_then_apply(writer: KubeWriter, desired: dict[str, Any],
         stored = writer.apply(desired)
         result.children.append((desired["kind"], meta["name"], "CREATED"))
         return stored
-    if desired["kind"] in WORKLOAD_KINDS and "replicas" in (existing.get("spec") or {}):
-        # A mesh entry's replicas is where a child starts; after that, the child's /scale
-        # (kubectl scale, the scaler) owns the count and the mesh must not reset it.
-        desired = copy.deepcopy(desired)
-        desired["spec"]["replicas"] = existing["spec"]["replicas"]
+    if desired["kind"] in WORKLOAD_KINDS:
+        return _apply_mesh_child(writer, desired, existing, result)
     if desired["kind"] == "StatefulSet":
         immutable = render.immutable_fields_changed(existing, desired)
         if immutable:
@@ -214,9 +211,38 @@ def _read_then_apply(writer: KubeWriter, desired: dict[str, Any],
     return stored
 
 
+def _apply_mesh_child(writer: KubeWriter, desired: dict[str, Any], existing: dict[str, Any],
+                      result: Result, attempts: int = 3) -> dict[str, Any]:
+    """A mesh entry's replicas is where a child starts; after that, the child's /scale
+    (kubectl scale, the scaler) owns the count and the mesh must not reset it. The apply is
+    conditional on the version read, so a scale between the read and the apply is never
+    overwritten with the count read before it."""
+    meta = desired["metadata"]
+    for attempt in range(attempts):
+        wanted = copy.deepcopy(desired)
+        if "replicas" in (existing.get("spec") or {}):
+            wanted["spec"]["replicas"] = existing["spec"]["replicas"]
+        wanted["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
+        try:
+            stored = writer.apply(wanted)
+        except (client.ApiException, DynamicApiError) as error:
+            if error.status != 409 or attempt == attempts - 1:
+                raise
+            again = writer.get(desired["kind"], meta["namespace"], meta["name"])
+            if again is None:
+                stored = writer.apply(desired)
+                result.children.append((desired["kind"], meta["name"], "CREATED"))
+                return stored
+            existing = again
+            continue
+        same = stored["metadata"]["resourceVersion"] == existing["metadata"]["resourceVersion"]
+        result.children.append((desired["kind"], meta["name"], "UNCHANGED" if same else "UPDATED"))
+        return stored
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
 def _reconcile_workload(writer: KubeWriter, model: Any, cr: dict[str, Any], result: Result,
-                        children_too: bool, options: Options,
-                        given_statefulset: dict[str, Any] | None) -> None:
+                        children_too: bool, options: Options) -> None:
     meta = cr["metadata"]
     namespace = meta["namespace"]
     config_map = model.spec.pulsar.pulsar_config
@@ -232,9 +258,6 @@ def _reconcile_workload(writer: KubeWriter, model: Any, cr: dict[str, Any], resu
             stored = _apply_child(writer, desired, result, options, first_time)
             if desired["kind"] == "StatefulSet":
                 statefulset = stored
-    elif given_statefulset is not None and \
-            given_statefulset["metadata"]["name"] == render.statefulset_name(model):
-        statefulset = given_statefulset
     if statefulset is None:
         statefulset = writer.get("StatefulSet", namespace, render.statefulset_name(model))
     sts_status = (statefulset or {}).get("status") or {}

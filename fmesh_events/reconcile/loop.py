@@ -9,7 +9,6 @@ on every topic, and one key is handled by one process at a time, in order.
 
 from __future__ import annotations
 
-import collections
 import json
 import logging
 import queue
@@ -35,13 +34,9 @@ log = logging.getLogger("fmesh_events.reconcile")
 
 RECONCILES = Counter("fmesh_reconcile_total", "Reconciles by outcome", ["outcome"])
 DURATION = Histogram("fmesh_reconcile_duration_seconds", "Reconcile duration", ["outcome"])
-COALESCED = Counter("fmesh_reconcile_coalesced_total",
-                    "Events skipped because a newer one of the same key and topic was queued")
 DEAD_LETTERED = Counter("fmesh_reconcile_dead_lettered_total", "Keys given up on")
 
 SUBSCRIPTION = "reconcile"
-# A pod-event younger than this carries the StatefulSet as it is now.
-FRESH_MS = 10_000
 
 
 @dataclass(frozen=True)
@@ -50,7 +45,6 @@ class Trigger:
     attempt: int = 0
     children_too: bool = True
     generation: int | None = None  # of the resource event that triggered
-    statefulset: dict[str, Any] | None = None  # current StatefulSet, from a fresh pod-event
 
 
 class Reconciler:
@@ -84,9 +78,6 @@ class Reconciler:
         # no reconcile, and must not restart a retry chain that was given up.
         self.generations: dict[str, int | None] = {}
         self.given_up: set[str] = set()
-        self._pending: collections.Counter[tuple[str, str]] = collections.Counter()
-        self._pending_lock = threading.Lock()
-        self.full_reconciled_ms: dict[str, float] = {}  # key -> when its last full reconcile ended
 
     def open(self) -> None:
         self.consumer = self.client.subscribe(
@@ -135,8 +126,6 @@ class Reconciler:
                 except pulsar.Timeout:
                     continue
                 key = message.partition_key() or ""
-                with self._pending_lock:
-                    self._pending[_stream_of(message, key)] += 1
                 lanes[zlib.crc32(key.encode()) % self.workers].put(message)
         finally:
             for lane in lanes:
@@ -146,20 +135,7 @@ class Reconciler:
 
     def _work(self, lane: queue.Queue[Any]) -> None:
         while (message := lane.get()) is not None:
-            stream = _stream_of(message, message.partition_key() or "")
-            with self._pending_lock:
-                self._pending[stream] -= 1
-                newer_queued = self._pending[stream] > 0
-                if not self._pending[stream]:
-                    del self._pending[stream]
             try:
-                if newer_queued and not stream[1].endswith(events.RECONCILE_REQUESTS):
-                    # Level-triggered: a newer event of the same key and topic is already
-                    # queued here and will do everything this one would.
-                    self.consumer.acknowledge(message)
-                    self.handled += 1
-                    COALESCED.inc()
-                    continue
                 self.handle(message)
             except Exception:  # Pulsar gone mid-handle: unacked, so it is redelivered
                 log.exception("handling failed", extra={"message_id": str(message.message_id())})
@@ -178,7 +154,7 @@ class Reconciler:
         outcome, error, result = "OK", None, None
         try:
             result = engine.reconcile(self.writer, key, children_too=trigger.children_too,
-                                      options=self.options, statefulset=trigger.statefulset)
+                                      options=self.options)
             outcome = "GONE" if result.gone else "OK"
         except (engine.ReconcileError, client.ApiException, TimeoutError, OSError) as failure:
             error = _describe(failure)
@@ -188,8 +164,6 @@ class Reconciler:
             error = f"internal error: {failure!r}"
             outcome = "FAILED"
         duration = time.monotonic() - started
-        if trigger.children_too:
-            self.full_reconciled_ms[key] = time.time() * 1000
         if outcome == "FAILED":
             outcome = self._fail(key, attempt, error or "unknown error", message)
             self._report_failure(key, error or "unknown error", attempt,
@@ -216,7 +190,6 @@ class Reconciler:
         generation = result.generation if result is not None else event_generation
         if outcome == "GONE":
             self.generations.pop(key, None)
-            self.full_reconciled_ms.pop(key, None)
             self.given_up.discard(key)
             return
         if generation is not None:
@@ -245,15 +218,9 @@ class Reconciler:
             # given up on.
             if event.kind != "StatefulSet" or event.key in self.given_up:
                 return None
-            # A fresh event holds the StatefulSet as it is now (newer ones for the key would
-            # be queued behind it); an old one (a replay, a long backlog) is read again.
-            # Not when a full reconcile of the key ended after it was published: that one
-            # read a newer StatefulSet than the event holds.
-            published = message.publish_timestamp()
-            fresh = time.time() * 1000 - published < FRESH_MS and \
-                published > self.full_reconciled_ms.get(event.key, 0)
-            statefulset = event.obj() if fresh and event.type != EventType.DELETED else None
-            return Trigger(event.key, children_too=False, statefulset=statefulset)
+            # The event's own copy is not used: it may be old (a replay, a backlog), and
+            # level-triggered means status comes from the StatefulSet as it is now.
+            return Trigger(event.key, children_too=False)
         known = event.key in self.generations
         if event.type == EventType.MODIFIED and known and \
                 self.generations[event.key] == event.generation and \
@@ -336,10 +303,6 @@ class Reconciler:
         except Exception as failure:  # the API server itself may be what failed
             log.warning("could not report the failure on the object",
                         extra={"key": key, "error": str(failure)})
-
-
-def _stream_of(message: Any, key: str) -> tuple[str, str]:
-    return key, message.topic_name()
 
 
 def _describe(error: BaseException) -> str:

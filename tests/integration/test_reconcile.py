@@ -216,7 +216,14 @@ def test_three_reconcilers_share_the_work_and_survive_a_kill(stack: devstack.Sta
                                                  "-o", "json").stdout)["items"]
                 return len(items) == len(names) and all(
                     _condition(item, "Ready").get("status") == "True" for item in items)
-            took = wait_for("all 60 Functions Ready", all_ready, 180)
+            try:
+                took = wait_for("all 60 Functions Ready", all_ready, 180)
+            except AssertionError:
+                items = json.loads(stack.kubectl("get", "functions", "-n", namespace,
+                                                 "-o", "json").stdout)["items"]
+                stuck = [(i["metadata"]["name"], _condition(i, "Ready")) for i in items
+                         if _condition(i, "Ready").get("status") != "True"]
+                raise AssertionError(f"{len(items)} Functions, not Ready: {stuck[:3]}") from None
             print(f"60 Functions Ready {took:.1f}s after the last apply, one of 3 reconcilers killed")
     finally:
         for worker in workers:

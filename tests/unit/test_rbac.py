@@ -104,6 +104,12 @@ CALLS: dict[tuple[str, str, str], set[Perm]] = {
     ("reconcile/engine.py", "_apply_child", "apply(desired)"): need(APPLIED, "create", "patch"),
     ("reconcile/engine.py", "_read_then_apply", "get(desired['kind'])"): need(APPLIED, "get"),
     ("reconcile/engine.py", "_read_then_apply", "apply(desired)"): need(APPLIED, "create", "patch"),
+    ("reconcile/engine.py", "_apply_mesh_child", "apply(wanted)"):
+        need(("Function", "Source", "Sink"), "patch"),
+    ("reconcile/engine.py", "_apply_mesh_child", "get(desired['kind'])"):
+        need(("Function", "Source", "Sink"), "get"),
+    ("reconcile/engine.py", "_apply_mesh_child", "apply(desired)"):
+        need(("Function", "Source", "Sink"), "create", "patch"),
     ("reconcile/engine.py", "_read_then_apply", "delete('StatefulSet')"):
         need(("StatefulSet",), "delete"),
     ("reconcile/engine.py", "_read_then_apply", "wait_gone('StatefulSet')"):
