@@ -9,13 +9,10 @@ is in `hpa` and `spec` (pure).
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
-import time
-from collections.abc import Callable
 
 from fmesh_events import kube_client, pulsar_client
+from fmesh_events.lifecycle import process_name, supervised
 from fmesh_events.scale.backlog import BacklogReader
 from fmesh_events.scale.sampler import Sampler
 from fmesh_events.scale.scaler import Scaler
@@ -27,32 +24,12 @@ __all__ = ["Sampler", "Scaler", "run_scale"]
 log = logging.getLogger("fmesh_events.scale")
 
 
-def _name() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
-
-
-def _supervised(what: str, stop: threading.Event, body: Callable[[], None]) -> None:
-    """Run `body()` until stop; after a failure (Pulsar gone) start over with a growing delay."""
-    backoff = 1.0
-    while not stop.is_set():
-        started = time.monotonic()
-        try:
-            body()
-        except Exception as error:
-            log.error(f"{what} stopped; starting over", extra={"error": str(error),
-                                                                "retry_in": backoff})
-        if time.monotonic() - started > 60:
-            backoff = 1.0
-        stop.wait(backoff)
-        backoff = min(backoff * 2, 60)
-
-
 def run_scale(settings: Settings, stop: threading.Event, usage: UsageSource | None = None) -> None:
     """The sampler (when this process leads) and a scaler, until `stop`."""
-    pulsar_client.PulsarAdmin(settings).ensure_namespace(settings.system_namespace,
-                                                         settings.retention_minutes)
 
     def sampling() -> None:
+        pulsar_client.PulsarAdmin(settings).ensure_namespace(settings.system_namespace,
+                                                             settings.retention_minutes)
         client = pulsar_client.connect(settings)
         api = kube_client.api_client(settings)
         sampler = Sampler(api, client, settings.topic,
@@ -69,7 +46,7 @@ def run_scale(settings: Settings, stop: threading.Event, usage: UsageSource | No
 
     def scaling() -> None:
         client = pulsar_client.connect(settings)
-        scaler = Scaler(kube_client.api_client(settings), client, settings.topic, _name())
+        scaler = Scaler(kube_client.api_client(settings), client, settings.topic, process_name())
         try:
             scaler.open()
             scaler.run_until(stop)
@@ -77,7 +54,7 @@ def run_scale(settings: Settings, stop: threading.Event, usage: UsageSource | No
             scaler.close()
             client.close()
 
-    threads = [threading.Thread(target=_supervised, args=(what, stop, body), daemon=True,
+    threads = [threading.Thread(target=supervised, args=(what, stop, body, log), daemon=True,
                                 name=what) for what, body in (("sampler", sampling),
                                                               ("scaler", scaling))]
     for thread in threads:

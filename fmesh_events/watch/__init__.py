@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
 from fmesh_events import kube_client, pulsar_client
+from fmesh_events.lifecycle import supervised
 from fmesh_events.settings import Settings
 from fmesh_events.watch.watcher import Watcher, WatchOptions
 
@@ -23,37 +23,28 @@ log = logging.getLogger("fmesh_events.watch")
 def run_watch(settings: Settings, stop: threading.Event) -> None:
     """Be the active watcher, or its standby, until `stop` is set; after a failure (Pulsar
     gone, leadership lost) start over with a growing delay instead of exiting."""
-    backoff = 1.0
-    while not stop.is_set():
+
+    def watch_once() -> None:
         try:
             pulsar_client.PulsarAdmin(settings).ensure_namespace(
                 settings.system_namespace, settings.retention_minutes)
         except Exception as error:  # Pulsar not there yet: wait for it, do not exit
             log.error("cannot prepare the system namespace; retrying",
-                      extra={"namespace": settings.system_namespace, "error": str(error),
-                             "retry_in": backoff})
-            stop.wait(backoff)
-            backoff = min(backoff * 2, 60)
-            continue
+                      extra={"namespace": settings.system_namespace, "error": str(error)})
+            return
         client = pulsar_client.connect(settings)
         watcher = Watcher(kube_client.api_client(settings), client, settings.topic,
                           WatchOptions(namespaces=settings.watch_namespaces))
-        started = time.monotonic()
         relay = threading.Thread(target=_relay_stop, args=(stop, watcher), daemon=True)
         relay.start()
         try:
             watcher.run()
-        except Exception as error:
-            log.error("watcher stopped; starting over", extra={"error": str(error),
-                                                               "retry_in": backoff})
         finally:
             watcher.close()
             client.close()
-        relay.join()
-        if time.monotonic() - started > 60:
-            backoff = 1.0
-        stop.wait(backoff)
-        backoff = min(backoff * 2, 60)
+            relay.join()
+
+    supervised("watcher", stop, watch_once, log)
 
 
 def _relay_stop(stop: threading.Event, watcher: Watcher) -> None:
