@@ -21,6 +21,19 @@ from fmesh_events.settings import Settings
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--long", action="store_true", default=os.environ.get("FMESH_LONG_TESTS") == "1",
+        help="run the long variants of the reliability suite (10-minute load, more faults); "
+             "also FMESH_LONG_TESTS=1")
+
+
+@pytest.fixture(scope="session")
+def long_run(request: pytest.FixtureRequest) -> bool:
+    """True under --long: the reliability tests run their long variants."""
+    return bool(request.config.getoption("--long"))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration/" in str(item.fspath):
