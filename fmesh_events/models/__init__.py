@@ -11,7 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from fmesh_events.models.backendconfig import BackendConfig, BackendConfigSpec
-from fmesh_events.models.base import API_VERSION, GROUP, VERSION, Rule
+from fmesh_events.models.base import (
+    API_VERSION,
+    GROUP,
+    VERSION,
+    Rule,
+    allow_deep_objects,
+    describe_errors,
+)
 from fmesh_events.models.common import (
     AuthConfig,
     AutoscalingSpec,
@@ -134,5 +141,7 @@ __all__ = [
     "WindowConfig",
     "WorkloadSpec",
     "WorkloadStatus",
+    "allow_deep_objects",
+    "describe_errors",
     "parse_resource",
 ]

@@ -6,20 +6,27 @@ written for Function Mesh parses unchanged. The descriptions are ours.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from fmesh_events.models.base import (
     Bool,
     FreeForm,
     Int32,
     Int64,
+    LabelMap,
+    NonNegativeQuantity,
+    OptionalTopicName,
     Quantity,
     Rule,
     SpecModel,
     StringMap,
+    TopicName,
+    check_label_keys,
+    check_topic_keys,
     core,
+    quantity,
 )
 
 ProcessingGuarantee = Literal["atleast_once", "atmost_once", "effectively_once", "manual"]
@@ -51,9 +58,7 @@ PVCRetention = Literal["Retain", "Delete"]
 # Bounds that keep the estimated cost of CEL rules low (the API server refuses rules
 # whose worst case is too expensive); far above anything a real spec needs.
 MAX_TOPICS = 500
-MAX_TOPIC_LENGTH = 512
-
-TopicName = Annotated[str, Field(max_length=MAX_TOPIC_LENGTH)]
+MAX_RESOURCES = 32
 
 
 # --------------------------------------------------------------------------- messaging
@@ -207,7 +212,7 @@ class RuntimeLogConfig(SpecModel):
 class JavaRuntime(SpecModel):
     """Run the code on the JVM from a JAR or NAR file."""
 
-    jar: str = Field(description="Path of the JAR (or NAR) file inside the pod.")
+    jar: str = Field(min_length=1, description="Path of the JAR (or NAR) file inside the pod.")
     jar_location: str | None = Field(
         None,
         description="Where to download the file from: a Pulsar package URL "
@@ -228,7 +233,9 @@ class JavaRuntime(SpecModel):
 class PythonRuntime(SpecModel):
     """Run the code with the Python instance."""
 
-    py: str = Field(description="Path of the Python file, wheel or zip inside the pod.")
+    py: str = Field(
+        min_length=1, description="Path of the Python file, wheel or zip inside the pod."
+    )
     py_location: str | None = Field(
         None, description="Where to download the file from (same forms as java.jarLocation)."
     )
@@ -238,7 +245,7 @@ class PythonRuntime(SpecModel):
 class GoRuntime(SpecModel):
     """Run a Go executable built with the Pulsar Go functions library."""
 
-    go: str = Field(description="Path of the Go executable inside the pod.")
+    go: str = Field(min_length=1, description="Path of the Go executable inside the pod.")
     go_location: str | None = Field(
         None, description="Where to download the executable from (same forms as java.jarLocation)."
     )
@@ -248,8 +255,10 @@ class GoRuntime(SpecModel):
 class GenericRuntime(SpecModel):
     """Run the code with a runtime for another language."""
 
-    function_file: str = Field(description="Path of the code file inside the pod.")
-    language: str = Field(description="Language of the code, which picks the runtime.")
+    function_file: str = Field(min_length=1, description="Path of the code file inside the pod.")
+    language: str = Field(
+        min_length=1, description="Language of the code, which picks the runtime."
+    )
     function_file_location: str | None = Field(
         None, description="Where to download the file from (same forms as java.jarLocation)."
     )
@@ -316,8 +325,10 @@ class InputConf(SpecModel):
         None, description="Java type of the input messages (e.g. java.lang.String, [B for bytes)."
     )
     topics: list[TopicName] | None = Field(None, max_length=MAX_TOPICS, description="Input topics.")
-    topic_pattern: str | None = Field(
-        None, description="Regular expression; every matching topic is an input."
+    topic_pattern: TopicName | None = Field(
+        None,
+        description="Regular expression over the topics of one namespace "
+        "(persistent://tenant/namespace/regex); every matching topic is an input.",
     )
     custom_serde_sources: StringMap | None = Field(
         None, description="Input topics, each with the SerDe class that decodes it."
@@ -328,6 +339,10 @@ class InputConf(SpecModel):
     source_specs: dict[str, ConsumerConfig] | None = Field(
         None, description="Input topics (or patterns), each with its own consumer settings."
     )
+
+    _topic_keys = field_validator(
+        "custom_serde_sources", "custom_schema_sources", "source_specs"
+    )(check_topic_keys)
 
 
 class ProducerConfig(SpecModel):
@@ -357,7 +372,7 @@ class OutputConf(SpecModel):
     type_class_name: str | None = Field(
         None, description="Java type of the output messages (e.g. java.lang.String, [B for bytes)."
     )
-    topic: TopicName | None = Field(None, description="Output topic.")
+    topic: OptionalTopicName | None = Field(None, description="Output topic.")
     sink_serde_class_name: str | None = Field(
         None, description="SerDe class used to encode output messages."
     )
@@ -367,12 +382,14 @@ class OutputConf(SpecModel):
         None, description="Output topics, each with the schema type or class that encodes it."
     )
 
+    _topic_keys = field_validator("custom_schema_sinks")(check_topic_keys)
+
 
 class SecretRef(SpecModel):
     """A value taken from a Kubernetes Secret, made available to the user code."""
 
-    path: str | None = Field(None, description="Name of the Secret.")
-    key: str | None = Field(None, description="Key inside the Secret.")
+    path: str = Field(min_length=1, description="Name of the Secret.")
+    key: str = Field(min_length=1, description="Key inside the Secret.")
 
 
 class WindowConfig(SpecModel):
@@ -403,7 +420,7 @@ class WindowConfig(SpecModel):
     sliding_interval_duration_ms: Int64 | None = Field(
         None, ge=1, description="Slide the window every this many milliseconds."
     )
-    late_data_topic: str | None = Field(
+    late_data_topic: OptionalTopicName | None = Field(
         None, description="Topic that receives messages arriving after their window closed."
     )
     max_lag_ms: Int64 | None = Field(
@@ -430,20 +447,53 @@ class ResourceClaim(SpecModel):
     request: str | None = Field(None, description="Name of one request inside that claim.")
 
 
+_STANDARD_RESOURCES = ("cpu", "memory", "ephemeral-storage")
+
+
+def _resource_names(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    for name in value or {}:
+        if name not in _STANDARD_RESOURCES and not name.startswith("hugepages-") \
+                and "/" not in name:
+            raise ValueError(
+                f"{name!r} is not a resource a container can ask for: use cpu, memory, "
+                "ephemeral-storage, hugepages-<size> or a qualified name such as nvidia.com/gpu")
+    return value
+
+
 class ResourceRequirements(SpecModel):
     """CPU, memory and other resources of the workload's container."""
 
-    limits: dict[str, Quantity] | None = Field(
-        None, description="Most of each resource the container may use (e.g. cpu: 500m)."
+    limits: dict[str, NonNegativeQuantity] | None = Field(
+        None,
+        max_length=MAX_RESOURCES,
+        description="Most of each resource the container may use (e.g. cpu: 500m).",
     )
-    requests: dict[str, Quantity] | None = Field(
-        None, description="Resources reserved for the container (e.g. memory: 1Gi)."
+    requests: dict[str, NonNegativeQuantity] | None = Field(
+        None,
+        max_length=MAX_RESOURCES,
+        description="Resources reserved for the container (e.g. memory: 1Gi); at most "
+        "the limit of the same resource.",
     )
     claims: list[ResourceClaim] | None = Field(
         None,
         description="Dynamic resource claims used by the container.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
+
+    _names = field_validator("limits", "requests")(_resource_names)
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> ResourceRequirements:
+        # Checked here, not by a CEL rule: comparing quantities of a map with keys of any
+        # length costs more than the API server's rule budget (inside a mesh, 100x more).
+        limits = self.limits or {}
+        for name, requested in (self.requests or {}).items():
+            low = quantity(requested)
+            high = quantity(limits.get(name)) if name in limits else None
+            if low is not None and high is not None and low > high:
+                raise ValueError(f"requests.{name} ({requested}) is more than limits.{name} "
+                                 f"({limits[name]}); a request must be at most its limit")
+        return self
 
 
 class KeySelector(SpecModel):
@@ -459,7 +509,9 @@ class KeySelector(SpecModel):
 class ObjectFieldSelector(SpecModel):
     """A field of the pod."""
 
-    api_version: str | None = Field(None, description="API version of fieldPath (default v1).")
+    api_version: Literal["v1"] | None = Field(
+        None, description="API version of fieldPath (v1, the default)."
+    )
     field_path: str = Field(description="Path of the field, e.g. metadata.name.")
 
 
@@ -505,9 +557,11 @@ class HPAScalingPolicy(SpecModel):
     type: Literal["Pods", "Percent"] = Field(
         description="Pods: change by at most `value` pods; Percent: by at most `value` percent."
     )
-    value: Int32 = Field(ge=1, description="Size of the allowed change.")
-    period_seconds: Int32 = Field(
-        ge=1, le=1800, description="Length of the window in which the change is counted."
+    # Bounds of a required field go inside Annotated: Field(ge=...) next to Int32's own
+    # bounds would lose to them, in validation and in the CRD alike.
+    value: Annotated[Int32, Field(ge=1)] = Field(description="Size of the allowed change.")
+    period_seconds: Annotated[Int32, Field(ge=1, le=1800)] = Field(
+        description="Length of the window in which the change is counted."
     )
 
 
@@ -532,7 +586,7 @@ class HPAScalingRules(SpecModel):
         description="Limits on the rate of change.",
         json_schema_extra={"x-kubernetes-list-type": "atomic"},
     )
-    tolerance: Quantity | None = Field(
+    tolerance: NonNegativeQuantity | None = Field(
         None,
         description="Relative difference between current and desired metric below which no "
         "scaling happens (e.g. '0.1').",
@@ -549,9 +603,7 @@ class HPABehavior(SpecModel):
 class CPUAutoscaling(SpecModel):
     """Scale on CPU use."""
 
-    target_utilization_percent: Int32 = Field(
-        ge=1,
-        le=100,
+    target_utilization_percent: Annotated[Int32, Field(ge=1, le=100)] = Field(
         description="Average CPU use, in percent of the CPU request, to keep the pods at.",
     )
 
@@ -559,8 +611,8 @@ class CPUAutoscaling(SpecModel):
 class BacklogAutoscaling(SpecModel):
     """Scale on the backlog of the workload's subscription on its input topics."""
 
-    target_per_replica: Int64 = Field(
-        ge=1, description="Messages of backlog each replica should have to work through."
+    target_per_replica: Annotated[Int64, Field(ge=1)] = Field(
+        description="Messages of backlog each replica should have to work through."
     )
     activation_threshold: Int64 | None = Field(
         None,
@@ -606,7 +658,10 @@ class Liveness(SpecModel):
         description="Seconds to wait after start before the first probe (downloads take time).",
     )
     success_threshold: Int32 | None = Field(
-        None, ge=0, description="Successes needed after a failure to count as alive (must be 1)."
+        None,
+        ge=0,
+        le=1,
+        description="Successes needed after a failure to count as alive (1; 0 means 1).",
     )
     failure_threshold: Int32 | None = Field(
         None, ge=0, description="Failures in a row after which the container is restarted."
@@ -653,8 +708,8 @@ class PodPolicy(SpecModel):
         ),
     )
 
-    labels: StringMap | None = Field(None, description="Labels added to the pods.")
-    node_selector: StringMap | None = Field(
+    labels: LabelMap | None = Field(None, description="Labels added to the pods.")
+    node_selector: LabelMap | None = Field(
         None, description="Node labels a node must have to run the pods."
     )
     affinity: FreeForm | None = Field(
@@ -717,6 +772,8 @@ class PodPolicy(SpecModel):
         None, description=core("Probe", "Startup probe of the workload's container.")
     )
 
+    _label_keys = field_validator("labels", "node_selector")(check_label_keys)
+
 
 class PVCRetentionPolicy(SpecModel):
     """What happens to the volumes made from volumeClaimTemplates."""
@@ -729,12 +786,38 @@ class PVCRetentionPolicy(SpecModel):
     )
 
 
+CRON_TRIGGERER = "org.apache.pulsar.io.batchdiscovery.CronTriggerer"
+CRON_KEY = "__CRON__"
+
+
 class BatchSourceConfig(SpecModel):
     """Run a source as a batch source, triggered by a discovery triggerer."""
 
     discovery_triggerer_class_name: str = Field(
-        description="Class that decides when new data is discovered."
+        min_length=1, description="Class that decides when new data is discovered."
     )
     discovery_triggerer_config: FreeForm | None = Field(
-        None, description="Configuration handed to the triggerer."
+        None,
+        description="Configuration handed to the triggerer; Pulsar's CronTriggerer reads a "
+        "Quartz cron expression (6 or 7 fields) from its __CRON__ key.",
     )
+
+    @field_validator("discovery_triggerer_config")
+    @classmethod
+    def _cron(cls, value: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
+        if info.data.get("discovery_triggerer_class_name") != CRON_TRIGGERER:
+            return value
+        cron = (value or {}).get(CRON_KEY)
+        if not isinstance(cron, str) or len(cron.split()) not in (6, 7):
+            raise ValueError(
+                f"{CRON_KEY} must be a Quartz cron expression of 6 or 7 fields for "
+                f"{CRON_TRIGGERER} (e.g. '0 0 2 * * ?'), got {cron!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _cron_present(self) -> BatchSourceConfig:
+        if self.discovery_triggerer_class_name == CRON_TRIGGERER and \
+                self.discovery_triggerer_config is None:
+            raise ValueError(f"discoveryTriggererConfig.{CRON_KEY} is required for "
+                             f"{CRON_TRIGGERER}: a Quartz cron expression such as '0 0 2 * * ?'")
+        return self

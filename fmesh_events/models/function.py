@@ -29,6 +29,7 @@ from fmesh_events.models.workload import (
     WORKLOAD_RULES,
     ConsumerFields,
     WorkloadSpec,
+    name_rule,
 )
 
 
@@ -119,6 +120,8 @@ class FunctionSpec(WorkloadSpec, ConsumerFields):
 
 class Function(ResourceModel):
     """A Pulsar Function (compute.functionmesh.io/v1alpha1), run by fmesh-events."""
+
+    cel_rules = (name_rule("Function"),)
 
     api_version: Literal["compute.functionmesh.io/v1alpha1"] = Field(
         API_VERSION, description="compute.functionmesh.io/v1alpha1"

@@ -11,11 +11,12 @@ from typing import Literal
 
 from pydantic import Field, JsonValue, model_validator
 
-from fmesh_events.models.base import API_VERSION, FreeForm, ResourceModel, SpecModel
+from fmesh_events.models.base import API_VERSION, FreeForm, ResourceModel, Rule, SpecModel
 from fmesh_events.models.function import FunctionSpec
 from fmesh_events.models.sink import SinkSpec
 from fmesh_events.models.source import SourceSpec
 from fmesh_events.models.status import FunctionMeshStatus
+from fmesh_events.models.workload import MAX_NAME_LENGTH, NAME_PATTERN, name_fits
 
 MAX_MESH_ENTRIES = 100
 """Most entries per list; keeps the cost of the per-entry CEL rules bounded."""
@@ -99,8 +100,37 @@ class FunctionMeshSpec(SpecModel):
         return self
 
 
+def _child_names_rule(field: str, kind: str) -> Rule:
+    """Each child <mesh>-<entry> must fit the name limit of its kind."""
+    most = MAX_NAME_LENGTH[kind] - 1
+    return Rule(
+        cel=f"!has(self.spec.{field}) || self.spec.{field}.all(e, "
+        f"size(self.metadata.name) + size(e.name) <= {most})",
+        message=f"spec.{field}: metadata.name and each entry name together must be at most "
+        f"{most} characters (the {kind} made for an entry is named <mesh>-<entry>, at most "
+        f"{most + 1})",
+        check=lambda m: all(
+            len(str(m.metadata.get("name") or "")) + len(e.name) <= most
+            for e in getattr(m.spec, field) or ()
+        ),
+        field_path=f".spec.{field}",
+    )
+
+
 class FunctionMesh(ResourceModel):
     """Functions, sources and sinks deployed together (compute.functionmesh.io/v1alpha1)."""
+
+    cel_rules = (
+        Rule(
+            cel=f"self.metadata.name.matches('{NAME_PATTERN}')",
+            message="metadata.name must be a-z, 0-9 and '-', starting with a letter (it "
+            "starts the names of the children, their StatefulSets and Services)",
+            check=lambda m: name_fits(m.metadata.get("name"), 253),
+            ),
+        _child_names_rule("functions", "Function"),
+        _child_names_rule("sources", "Source"),
+        _child_names_rule("sinks", "Sink"),
+    )
 
     api_version: Literal["compute.functionmesh.io/v1alpha1"] = Field(
         API_VERSION, description="compute.functionmesh.io/v1alpha1"

@@ -14,6 +14,7 @@ from fmesh_events.models.workload import (
     WORKLOAD_RULES,
     ConsumerFields,
     WorkloadSpec,
+    name_rule,
 )
 
 SINK_RULES: tuple[Rule, ...] = (*WORKLOAD_RULES, INPUT_RULE, *CONSUMER_RULES)
@@ -37,6 +38,8 @@ class SinkSpec(WorkloadSpec, ConsumerFields):
 
 class Sink(ResourceModel):
     """A Pulsar IO sink (compute.functionmesh.io/v1alpha1), run by fmesh-events."""
+
+    cel_rules = (name_rule("Sink"),)
 
     api_version: Literal["compute.functionmesh.io/v1alpha1"] = Field(
         API_VERSION, description="compute.functionmesh.io/v1alpha1"

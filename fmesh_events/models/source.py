@@ -9,7 +9,7 @@ from pydantic import Field
 from fmesh_events.models.base import API_VERSION, Bool, FreeForm, ResourceModel, Rule
 from fmesh_events.models.common import BatchSourceConfig, OutputConf
 from fmesh_events.models.status import WorkloadStatus
-from fmesh_events.models.workload import WORKLOAD_RULES, WorkloadSpec
+from fmesh_events.models.workload import WORKLOAD_RULES, WorkloadSpec, name_rule
 
 SOURCE_RULES: tuple[Rule, ...] = (
     *WORKLOAD_RULES,
@@ -44,6 +44,8 @@ class SourceSpec(WorkloadSpec):
 
 class Source(ResourceModel):
     """A Pulsar IO source (compute.functionmesh.io/v1alpha1), run by fmesh-events."""
+
+    cel_rules = (name_rule("Source"),)
 
     api_version: Literal["compute.functionmesh.io/v1alpha1"] = Field(
         API_VERSION, description="compute.functionmesh.io/v1alpha1"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import Field
@@ -9,8 +10,10 @@ from pydantic import Field
 from fmesh_events.models.base import (
     Bool,
     FreeForm,
+    ImageName,
     ImagePullPolicy,
     Int32,
+    OptionalTopicName,
     Rule,
     SpecModel,
     core,
@@ -95,6 +98,36 @@ def has_input_topic(spec: Any) -> bool:
 INPUT_RULE = Rule(cel=_HAS_INPUT_TOPIC, message=_INPUT_MESSAGE, check=has_input_topic)
 """A Sink must read at least one topic."""
 
+# Name limits. A Function, Source or Sink X runs as the StatefulSet X-<component> with the
+# headless Service X-<component>-headless (Function Mesh's names). The Service name must be a
+# DNS-1035 label (a letter first, no dots, at most 63 characters), and every pod carries the
+# label controller-revision-hash=<statefulset>-<hash of up to 10 characters>, a label value
+# of at most 63: so X is at most 63 - 11 - len("-<component>") characters. Longer names are
+# stored by the API server and then fail half-way through (StatefulSet made, Service refused).
+NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+_NAME = re.compile(NAME_PATTERN)
+MAX_NAME_LENGTH = {"Function": 63 - 11 - len("-function"), "Source": 63 - 11 - len("-source"),
+                   "Sink": 63 - 11 - len("-sink")}
+
+
+def name_rule(kind: str) -> Rule:
+    """The root rule on metadata.name of a Function, Source or Sink."""
+    most = MAX_NAME_LENGTH[kind]
+    return Rule(
+        cel=f"size(self.metadata.name) <= {most} && self.metadata.name.matches('{NAME_PATTERN}')",
+        message=f"metadata.name must be at most {most} characters of a-z, 0-9 and '-', "
+        f"starting with a letter (it names the StatefulSet, its pods and its headless "
+        f"Service)",
+        check=lambda r: name_fits(r.metadata.get("name"), most),
+    )
+
+
+def name_fits(name: Any, most: int) -> bool:
+    # Objects built in code (a mesh's children before they are stored) may have no name yet.
+    return name is None or (isinstance(name, str) and len(name) <= most
+                            and _NAME.match(name) is not None)
+
+
 FUNCTION_INPUT_RULE = Rule(
     cel=f"has(self.sourceConfig) || ({_HAS_INPUT_TOPIC})",
     message=_INPUT_MESSAGE + " unless {p}sourceConfig is set",
@@ -164,18 +197,20 @@ class WorkloadSpec(SpecModel):
         description="Report the real replica count as parallelism to the code; changing "
         "replicas then restarts every pod.",
     )
-    downloader_image: str | None = Field(
+    downloader_image: ImageName | None = Field(
         None, description="Image of the init container that downloads the package."
     )
-    cleanup_image: str | None = Field(
+    cleanup_image: ImageName | None = Field(
         None, description="Image of the job that deletes the subscription (default: image)."
     )
-    log_topic: str | None = Field(None, description="Topic that receives the code's logs.")
+    log_topic: OptionalTopicName | None = Field(
+        None, description="Topic that receives the code's logs."
+    )
     log_topic_agent: LogTopicAgent | None = Field(
         None,
         description="Who sends logs to logTopic: the runtime itself or a filebeat sidecar.",
     )
-    filebeat_image: str | None = Field(
+    filebeat_image: ImageName | None = Field(
         None, description="Image of the filebeat sidecar (logTopicAgent: sidecar)."
     )
     resources: ResourceRequirements | None = Field(
@@ -201,7 +236,7 @@ class WorkloadSpec(SpecModel):
     generic_runtime: GenericRuntime | None = Field(
         None, description="Run code in another language (one runtime only)."
     )
-    image: str | None = Field(None, description="Runner image of the workload's container.")
+    image: ImageName | None = Field(None, description="Runner image of the workload's container.")
     image_pull_policy: ImagePullPolicy | None = Field(
         None, description="When to pull the image (default: IfNotPresent)."
     )
@@ -245,7 +280,7 @@ class ConsumerFields(SpecModel):
     retain_key_ordering: Bool | None = Field(
         None, description="Process messages of one key in order (key_shared subscription)."
     )
-    dead_letter_topic: str | None = Field(
+    dead_letter_topic: OptionalTopicName | None = Field(
         None, description="Topic for messages that failed maxMessageRetry times."
     )
     subscription_name: str | None = Field(

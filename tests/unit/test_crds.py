@@ -7,6 +7,7 @@ them; the real API server is exercised by the integration tests.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -492,3 +493,97 @@ def test_cel_rules_agree_with_the_python_checks(doc: dict[str, Any], valid: bool
         python_valid = False
     assert python_valid is valid
     assert (_api_errors(doc) == []) is valid, _api_errors(doc)
+
+
+# --------------------------------------------------------------------------- bad input limits
+
+
+def test_required_bounded_integers_keep_their_bounds_in_the_crd() -> None:
+    spec = _schema("Function")["properties"]["spec"]["properties"]
+    autoscaling = spec["autoscaling"]["properties"]
+    cpu = autoscaling["cpu"]["properties"]["targetUtilizationPercent"]
+    assert (cpu["minimum"], cpu["maximum"]) == (1, 100)
+    assert autoscaling["backlog"]["properties"]["targetPerReplica"]["minimum"] == 1
+    policy = autoscaling["behavior"]["properties"]["scaleUp"]["properties"]["policies"]["items"]
+    assert policy["properties"]["value"]["minimum"] == 1
+    period = policy["properties"]["periodSeconds"]
+    assert (period["minimum"], period["maximum"]) == (1, 1800)
+
+
+def test_topic_image_label_and_quantity_fields_carry_their_patterns() -> None:
+    from fmesh_events.models.base import (
+        LABEL_VALUE_PATTERN,
+        NON_NEGATIVE_QUANTITY_PATTERN,
+        TOPIC_PATTERN,
+    )
+
+    spec = _schema("Function")["properties"]["spec"]["properties"]
+    assert spec["input"]["properties"]["topics"]["items"]["pattern"] == TOPIC_PATTERN
+    assert spec["input"]["properties"]["topicPattern"]["pattern"] == TOPIC_PATTERN
+    for optional in (spec["output"]["properties"]["topic"], spec["logTopic"],
+                     spec["deadLetterTopic"]):
+        assert re.fullmatch(optional["pattern"], "")  # empty: no topic
+        assert not re.fullmatch(optional["pattern"], "persistent://public/in")
+    assert not re.fullmatch(spec["image"]["pattern"], " apachepulsar/pulsar:4.0.7")
+    assert spec["pod"]["properties"]["labels"]["additionalProperties"]["pattern"] == \
+        LABEL_VALUE_PATTERN
+    requests = spec["resources"]["properties"]["requests"]["additionalProperties"]
+    assert requests["pattern"] == NON_NEGATIVE_QUANTITY_PATTERN and requests["minimum"] == 0
+    assert not re.fullmatch(NON_NEGATIVE_QUANTITY_PATTERN, "-1")
+    assert re.fullmatch(NON_NEGATIVE_QUANTITY_PATTERN, "1.5Gi")
+
+
+def _workload(kind: str, name: str) -> dict[str, Any]:
+    doc = _function()
+    doc["kind"], doc["metadata"]["name"] = kind, name
+    if kind == "Source":
+        del doc["spec"]["input"]
+    return doc
+
+
+def _mesh(name: str, entry: str) -> dict[str, Any]:
+    return {"apiVersion": API_VERSION, "kind": "FunctionMesh", "metadata": {"name": name},
+            "spec": {"sinks": [{**_function()["spec"], "name": entry}]}}
+
+
+ROOT_CASES = [
+    ("function-43", _workload("Function", "f" * 43), True),
+    ("function-44", _workload("Function", "f" * 44), False),
+    ("source-45", _workload("Source", "s" * 45), True),
+    ("source-46", _workload("Source", "s" * 46), False),
+    ("sink-47", _workload("Sink", "k" * 47), True),
+    ("sink-48", _workload("Sink", "k" * 48), False),
+    ("dotted", _workload("Function", "my.function"), False),
+    ("digit-first", _workload("Sink", "1st-sink"), False),
+    ("mesh-fits", _mesh("m" * 20, "k" * 26), True),
+    ("mesh-child-too-long", _mesh("m" * 20, "k" * 27), False),
+    ("mesh-dotted", _mesh("my.mesh", "k"), False),
+]
+
+
+@pytest.mark.parametrize(
+    ("doc", "valid"), [(d, v) for _, d, v in ROOT_CASES], ids=[n for n, _, _ in ROOT_CASES]
+)
+def test_root_rules_on_names_agree_with_the_python_checks(doc: dict[str, Any],
+                                                          valid: bool) -> None:
+    """Rules at the root see metadata.name: the names of the children must fit Kubernetes."""
+    from pydantic import ValidationError
+
+    from fmesh_events.models import parse_resource
+
+    try:
+        parse_resource(doc)
+        python_valid = True
+    except ValidationError:
+        python_valid = False
+    assert python_valid is valid
+    root = _schema(doc["kind"])
+    errors = []
+    for rule in root.get("x-kubernetes-validations", []):
+        celpy = pytest.importorskip("celpy", reason="cel-python evaluates the CRD's CEL rules")
+        env = celpy.Environment()
+        if not env.program(env.compile(rule["rule"])).evaluate(
+                {"self": celpy.json_to_cel(doc)}):
+            errors.append(rule["message"])
+    assert (errors == []) is valid, errors
+    assert all("metadata.name" in e or "spec.sinks" in e for e in errors)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -451,3 +452,250 @@ def test_every_spec_field_has_a_description() -> None:
 def test_public_names() -> None:
     for name in models.__all__:
         assert hasattr(models, name), name
+
+
+# --------------------------------------------------------------------------- bad input limits
+# What the bad-input corpus (tests/bad_inputs.py) found the models (and so the CRDs) missing.
+
+
+def _with(doc: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    for key, value in spec.items():
+        doc["spec"][key] = value
+    return doc
+
+
+def _refused(doc: dict[str, Any], where: str, model: type[BaseModel] = Function) -> str:
+    """The model refuses doc; returns the described errors, which must name `where`."""
+    with pytest.raises(ValidationError) as info:
+        model.model_validate(doc)
+    described = models.describe_errors(info.value)
+    assert where in described, described
+    return described
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        ({"maxReplicas": 3, "autoscaling": {"cpu": {"targetUtilizationPercent": 0}}},
+         "spec.autoscaling.cpu.targetUtilizationPercent"),
+        ({"maxReplicas": 3, "autoscaling": {"cpu": {"targetUtilizationPercent": 101}}},
+         "spec.autoscaling.cpu.targetUtilizationPercent"),
+        ({"maxReplicas": 3, "autoscaling": {"backlog": {"targetPerReplica": 0}}},
+         "spec.autoscaling.backlog.targetPerReplica"),
+        ({"maxReplicas": 3, "autoscaling": {"backlog": {"targetPerReplica": 1}, "behavior": {
+            "scaleUp": {"policies": [{"type": "Pods", "value": 0, "periodSeconds": 1801}]}}}},
+         "spec.autoscaling.behavior.scaleUp.policies[0].value"),
+    ],
+)
+def test_required_bounded_integers_keep_their_bounds(change: dict[str, Any], where: str) -> None:
+    """Field(ge=...) next to Int32's own bounds lost to them: 0 passed where 1 is the least."""
+    _refused(_with(_minimal_function(), **change), where)
+
+
+VALID_TOPICS = [
+    "persistent://public/default/in", "non-persistent://t/ns/x", "t/ns/x", "x",
+    "persistent://t/cluster/ns/legacy", "persistent://public/default/sortie-été",
+    "persistent://t-1/n_s.=:2/a-partition-0",
+]
+INVALID_TOPICS = [
+    "", "public/in", "kafka://public/default/out", "persistent://public/in",
+    "persistent://public/default/", "persistent://public/default/my in",
+    "persistent://públic/default/in", "a/b/c/d", "x\ny", "persistent://" + "t" * 600 + "/n/x",
+]
+
+
+@pytest.mark.parametrize("topic", VALID_TOPICS)
+def test_pulsar_topic_names_accepted(topic: str) -> None:
+    doc = _with(_minimal_function(), input={"topics": [topic]},
+                output={"topic": topic + "-out"}, logTopic=topic + "-log")
+    Function.model_validate(doc)
+
+
+@pytest.mark.parametrize("topic", INVALID_TOPICS)
+def test_invalid_topic_names_refused_in_every_topic_field(topic: str) -> None:
+    if topic:
+        _refused(_with(_minimal_function(), input={"topics": [topic]}), "spec.input.topics[0]")
+        _refused(_with(_minimal_function(), output={"topic": topic}), "spec.output.topic")
+        _refused(_with(_minimal_function(), logTopic=topic), "spec.logTopic")
+        _refused(_with(_minimal_function(), input={"topicPattern": topic}),
+                 "spec.input.topicPattern")
+    else:  # empty is "none" where a topic is optional, and refused in a list of topics
+        _refused(_with(_minimal_function(), input={"topics": [topic]}), "spec.input.topics[0]")
+        Function.model_validate(_with(_minimal_function(), output={"topic": ""}, logTopic=""))
+    described = _refused(_with(_minimal_function(), input={
+        "topics": ["persistent://public/default/in"], "customSerdeSources": {topic: "a.Serde"}}),
+        "spec.input.customSerdeSources")
+    assert "Pulsar topic name" in described
+
+
+def test_errors_name_fields_as_the_api_server_does() -> None:
+    entry = {**_minimal_function()["spec"], "name": "ex",
+             "input": {"customSchemaSources": {"kafka://x/y/z": "AVRO"}}}
+    mesh = {"apiVersion": API_VERSION, "kind": "FunctionMesh", "metadata": {"name": "m"},
+            "spec": {"functions": [entry]}}
+    described = _refused(mesh, "spec.functions[0].input.customSchemaSources", FunctionMesh)
+    assert "'kafka://x/y/z' is not a Pulsar topic name" in described
+
+
+def test_free_form_objects_nest_at_most_max_nesting_levels() -> None:
+    from fmesh_events.models.base import MAX_NESTING
+
+    def nested(depth: int) -> dict[str, Any]:
+        value: dict[str, Any] = {"leaf": [1]}  # the list is one more level
+        for _ in range(depth - 2):
+            value = {"level": value}
+        return value
+
+    Function.model_validate(_with(_minimal_function(), funcConfig=nested(MAX_NESTING)))
+    described = _refused(_with(_minimal_function(), funcConfig=nested(MAX_NESTING + 1)),
+                         "spec.funcConfig")
+    assert f"nested more than {MAX_NESTING} levels" in described
+    _refused(_with(_minimal_function(), pod={"volumes": [nested(MAX_NESTING + 1)]}),
+             "spec.pod.volumes[0]")
+
+
+@pytest.mark.parametrize(
+    ("resources", "where"),
+    [
+        ({"requests": {"cpu": "-1"}}, "spec.resources.requests.cpu"),
+        ({"requests": {"memory": -1}}, "spec.resources.requests.memory"),
+        ({"requests": {"cpu": "2"}, "limits": {"cpu": "500m"}}, "requests.cpu (2) is more"),
+        ({"requests": {"memory": "2Gi"}, "limits": {"memory": "2000Mi"}}, "requests.memory"),
+        ({"requests": {"gpus": 1}}, "'gpus' is not a resource a container can ask for"),
+    ],
+)
+def test_resource_requirements_a_pod_would_refuse(resources: dict[str, Any], where: str) -> None:
+    _refused(_with(_minimal_function(), resources=resources), where)
+
+
+def test_resource_requirements_a_pod_takes() -> None:
+    Function.model_validate(_with(_minimal_function(), resources={
+        "requests": {"cpu": "500m", "memory": "1Gi", "nvidia.com/gpu": 1,
+                     "hugepages-2Mi": "64Mi", "ephemeral-storage": "1G"},
+        "limits": {"cpu": 1, "memory": "1Gi", "nvidia.com/gpu": 1}}))
+
+
+@pytest.mark.parametrize(
+    ("pod", "where"),
+    [
+        ({"labels": {"app": "fünction"}}, "spec.pod.labels.app"),
+        ({"labels": {"app": "x" * 64}}, "spec.pod.labels.app"),
+        ({"labels": {"über/app": "x"}}, "not a valid label key"),
+        ({"labels": {"bad key": "x"}}, "not a valid label key"),
+        ({"nodeSelector": {"disk": "fast ssd"}}, "spec.pod.nodeSelector.disk"),
+        ({"liveness": {"periodSeconds": 5, "successThreshold": 2}},
+         "spec.pod.liveness.successThreshold"),
+        ({"env": [{"name": "N", "valueFrom": {"fieldRef": {"apiVersion": "v2",
+                                                           "fieldPath": "spec.nodeName"}}}]},
+         "spec.pod.env[0].valueFrom.fieldRef.apiVersion"),
+    ],
+)
+def test_pod_settings_a_pod_would_refuse(pod: dict[str, Any], where: str) -> None:
+    _refused(_with(_minimal_function(), pod=pod), where)
+
+
+def test_pod_labels_kubernetes_takes() -> None:
+    Function.model_validate(_with(_minimal_function(), pod={
+        "labels": {"app.kubernetes.io/name": "x", "team": "", "a": "A-b_c.9"},
+        "nodeSelector": {"kubernetes.io/os": "linux"}}))
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        ({"image": " apachepulsar/pulsar:4.0.7"}, "spec.image"),
+        ({"image": "apachepulsar/pulsar:4.0.7\n"}, "spec.image"),
+        ({"java": {"jar": ""}}, "spec.java.jar"),
+        ({"secretsMap": {"password": {"path": "db"}}}, "spec.secretsMap.password.key"),
+        ({"secretsMap": {"password": {"path": "", "key": "k"}}}, "spec.secretsMap.password.path"),
+    ],
+)
+def test_values_that_can_never_run_are_refused(change: dict[str, Any], where: str) -> None:
+    _refused(_with(_minimal_function(), **change), where)
+
+
+def _source(**spec: Any) -> dict[str, Any]:
+    return {"apiVersion": API_VERSION, "kind": "Source", "metadata": {"name": "s"},
+            "spec": {"className": "org.example.S", "pulsar": {"pulsarConfig": "cfg"},
+                     "java": {"jar": "/s.nar"}, **spec}}
+
+
+CRON = "org.apache.pulsar.io.batchdiscovery.CronTriggerer"
+
+
+@pytest.mark.parametrize("config", [None, {}, {"schedule": "daily"}, {"__CRON__": "every night"},
+                                    {"__CRON__": "0 0 2 * *"}, {"__CRON__": 5}])
+def test_cron_triggerer_needs_a_quartz_expression(config: dict[str, Any] | None) -> None:
+    batch: dict[str, Any] = {"discoveryTriggererClassName": CRON}
+    if config is not None:
+        batch["discoveryTriggererConfig"] = config
+    where = "spec.batchSourceConfig" + (": Value error, discoveryTriggererConfig"
+                                        if config is None else ".discoveryTriggererConfig")
+    _refused(_source(batchSourceConfig=batch), where, Source)
+
+
+def test_cron_triggerer_with_a_quartz_expression_and_other_triggerers() -> None:
+    Source.model_validate(_source(batchSourceConfig={
+        "discoveryTriggererClassName": CRON,
+        "discoveryTriggererConfig": {"__CRON__": "0 0 2 * * ?"}}))
+    Source.model_validate(_source(batchSourceConfig={
+        "discoveryTriggererClassName": "org.example.Immediately"}))
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "ok"),
+    [
+        ("Function", "f" * 43, True), ("Function", "f" * 44, False),
+        ("Source", "s" * 45, True), ("Source", "s" * 46, False),
+        ("Sink", "k" * 47, True), ("Sink", "k" * 48, False),
+        ("Function", "my.function", False), ("Function", "1st", False),
+        ("Function", "ends-with-", False), ("Function", "UPPER", False),
+        ("Function", "a", True), ("Function", "a-1", True),
+    ],
+)
+def test_names_must_fit_the_children_made_from_them(kind: str, name: str, ok: bool) -> None:
+    doc = {"apiVersion": API_VERSION, "kind": kind, "metadata": {"name": name},
+           "spec": {"className": "org.example.X", "pulsar": {"pulsarConfig": "cfg"},
+                    "java": {"jar": "/x.jar"},
+                    **({"input": {"topics": ["in"]}} if kind != "Source" else {})}}
+    if ok:
+        parse_resource(doc)
+    else:
+        _refused(doc, "metadata.name", MODELS_BY_KIND[kind])
+
+
+def test_mesh_names_must_fit_their_children() -> None:
+    entry = {**_minimal_function()["spec"], "name": "f" * 20}
+    mesh = {"apiVersion": API_VERSION, "kind": "FunctionMesh", "metadata": {"name": "m" * 22},
+            "spec": {"functions": [entry]}}
+    FunctionMesh.model_validate(mesh)  # m*22 + "-" + f*20: 43 characters
+    mesh["metadata"]["name"] = "m" * 23
+    _refused(mesh, "spec.functions", FunctionMesh)
+    mesh["metadata"]["name"] = "mesh.with.dots"
+    _refused(mesh, "metadata.name", FunctionMesh)
+
+
+# Refused by the API server's own checks of metadata, which the models leave to it.
+_METADATA_ONLY = {"type-metadata-labels-number", "huge-funcconfig-client-side", "huge-annotation"}
+
+
+def test_the_models_refuse_what_the_crds_refuse_in_the_bad_input_corpus() -> None:
+    """The operator parses with the models what the API server stored under the CRDs: both
+    must refuse the same specs, or a refused case would be one the operator never sees and
+    a stored one one it cannot read. (The corpus's Reported cases that parse are found when
+    applying: a missing ConfigMap, exec limits, a child the API server refuses.)"""
+    from tests.bad_inputs import CORPUS, Refused, Runs
+
+    models.allow_deep_objects()  # one case nests 2,000 levels deep
+    disagree = []
+    for case in CORPUS:
+        try:
+            parse_resource(json.loads(case.json()))
+            parses = True
+        except ValueError:  # ValidationError, or not one of our kinds at all
+            parses = False
+        if isinstance(case.expect, Refused) and parses and case.id not in _METADATA_ONLY:
+            disagree.append(f"{case.id}: parses, yet the CRD must refuse it")
+        if isinstance(case.expect, Runs) and not parses:
+            disagree.append(f"{case.id}: refused, yet it must run")
+    assert not disagree, "\n".join(disagree)
