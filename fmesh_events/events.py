@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -16,6 +16,7 @@ import fastavro
 from pydantic import BaseModel, ConfigDict, Field
 
 EVENT_VERSION = 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 RESOURCE_EVENTS = "resource-events"
 POD_EVENTS = "pod-events"
 
@@ -89,7 +90,8 @@ class ChangeEvent(BaseModel):
         data = dict(record)
         observed = data.get("observedTime")
         if isinstance(observed, datetime):  # fastavro decodes timestamp-millis as datetime
-            data["observedTime"] = int(observed.timestamp() * 1000)
+            # In integers: a float timestamp can lose the last millisecond.
+            data["observedTime"] = (observed - _EPOCH) // timedelta(milliseconds=1)
         return cls.model_validate(data)
 
     def obj(self) -> dict[str, Any]:
@@ -103,10 +105,55 @@ def encode(event: ChangeEvent) -> bytes:
     return buffer.getvalue()
 
 
-def decode(data: bytes) -> ChangeEvent:
-    record = fastavro.schemaless_reader(io.BytesIO(data), PARSED_SCHEMA, PARSED_SCHEMA)
-    assert isinstance(record, dict)
-    return ChangeEvent.from_record(record)
+class Undecodable(ValueError):
+    """Bytes that are not a record of the schema asked for (or of a version not known here);
+    the message says what was wrong, for the dead-letter topic and the log."""
+
+
+def decode_record(schema: Any, data: bytes, newest: int | None = None) -> dict[str, Any]:
+    """The record of `schema` that `data` holds, or Undecodable.
+
+    Stricter than the Avro decoder alone: the bytes of another schema often decode into
+    nonsense rather than fail, and then leave bytes over, which this refuses. With `newest`,
+    the record's version field (each of our schemas has one, ``<what>Version``) must be 1 to
+    `newest`; it is checked first, since a newer version is longer, not garbage."""
+    name = str(schema.get("name", "record")).rsplit(".", 1)[-1]
+    buffer = io.BytesIO(data)
+    try:
+        record = fastavro.schemaless_reader(buffer, schema, schema)
+    except Exception as error:  # the decoder's own words can be empty (EOFError())
+        raise Undecodable(f"not a {name} ({len(data)} bytes): {error!r}") from error
+    if not isinstance(record, dict):
+        raise Undecodable(f"not a {name} ({len(data)} bytes)")
+    if newest is not None:
+        field = next(f["name"] for f in schema["fields"] if f["name"].endswith("Version"))
+        version = record.get(field)
+        if type(version) is not int or not 1 <= version <= newest:
+            raise Undecodable(f"{name} version {version!r} is not one this operator "
+                              f"understands (1 to {newest})")
+    if buffer.tell() != len(data):
+        raise Undecodable(f"not a {name}: {len(data) - buffer.tell()} of {len(data)} bytes left "
+                          "over after decoding (a message of another schema?)")
+    return record
+
+
+def check_key(key: object, kinds: tuple[str, ...]) -> str:
+    """A message key must be Kind/namespace/name with one of `kinds`."""
+    parts = key.split("/", 2) if isinstance(key, str) else []
+    if len(parts) != 3 or not all(parts) or parts[0] not in kinds:
+        raise Undecodable(f"key {key!r} is not Kind/namespace/name with Kind one of "
+                          f"{', '.join(kinds)}")
+    assert isinstance(key, str)
+    return key
+
+
+def decode(data: bytes, newest: int | None = None) -> ChangeEvent:
+    """The change event `data` holds, or Undecodable (see decode_record for `newest`)."""
+    record = decode_record(PARSED_SCHEMA, data, newest)
+    try:
+        return ChangeEvent.from_record(record)
+    except ValueError as error:
+        raise Undecodable(f"not a ChangeEvent: {error}") from error
 
 
 def resource_key(kind: str, namespace: str, name: str) -> str:
@@ -153,12 +200,6 @@ def encode_record(schema: Any, record: dict[str, Any]) -> bytes:
     buffer = io.BytesIO()
     fastavro.schemaless_writer(buffer, schema, record)
     return buffer.getvalue()
-
-
-def decode_record(schema: Any, data: bytes) -> dict[str, Any]:
-    record = fastavro.schemaless_reader(io.BytesIO(data), schema, schema)
-    assert isinstance(record, dict)
-    return record
 
 
 # -- scale-signals and scale-decisions --------------------------------------------------------

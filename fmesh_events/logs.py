@@ -37,3 +37,5 @@ def configure(level: str = "WARNING", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # urllib3 warns on each retry of a connection; the operator says once what is away.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)

@@ -53,7 +53,10 @@ class PulsarAdmin:
         self.headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if settings.pulsar_auth_token is not None:
             self.headers["Authorization"] = f"Bearer {settings.pulsar_auth_token.get_secret_value()}"
-        pool: dict[str, Any] = {"timeout": urllib3.Timeout(connect=5, read=30), "retries": False}
+        # The sampler reads stats from several threads: one kept connection each (urllib3
+        # keeps one per host by default and opens, then drops, a new one for the others).
+        pool: dict[str, Any] = {"timeout": urllib3.Timeout(connect=5, read=30), "retries": False,
+                                "maxsize": 8}
         if settings.pulsar_tls_trust_certs_file is not None:
             pool["ca_certs"] = str(settings.pulsar_tls_trust_certs_file)
         if settings.pulsar_tls_cert_file is not None and settings.pulsar_tls_key_file is not None:

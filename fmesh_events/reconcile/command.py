@@ -16,10 +16,11 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from decimal import ROUND_CEILING
 from typing import Any
 
 from fmesh_events.models import Function, Sink, Source
+from fmesh_events.models.base import quantity
 from fmesh_events.models.common import (
     AuthConfig,
     CryptoConfig,
@@ -120,50 +121,9 @@ def compact_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-_SUFFIXES: dict[str, Decimal] = {
-    "Ki": Decimal(2) ** 10,
-    "Mi": Decimal(2) ** 20,
-    "Gi": Decimal(2) ** 30,
-    "Ti": Decimal(2) ** 40,
-    "Pi": Decimal(2) ** 50,
-    "Ei": Decimal(2) ** 60,
-    "n": Decimal("1e-9"),
-    "u": Decimal("1e-6"),
-    "m": Decimal("1e-3"),
-    "": Decimal(1),
-    "k": Decimal("1e3"),
-    "M": Decimal("1e6"),
-    "G": Decimal("1e9"),
-    "T": Decimal("1e12"),
-    "P": Decimal("1e15"),
-    "E": Decimal("1e18"),
-}
-_QUANTITY = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+))([eE][+-]?\d+|[KMGTPE]i|[numkMGTPE])?$")
-
-
-def parse_quantity(value: object) -> Decimal | None:
-    """The number a Kubernetes quantity (``500m``, ``1.5Gi``, ``2``, ``1e3``) stands for."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return Decimal(str(value))
-    if not isinstance(value, str):
-        return None
-    match = _QUANTITY.match(value.strip())
-    if match is None:
-        return None
-    number, suffix = match.group(1), match.group(2) or ""
-    try:
-        if suffix[:1] in ("e", "E"):
-            return Decimal(number + suffix)
-        return Decimal(number) * _SUFFIXES[suffix]
-    except InvalidOperation:
-        return None
-
-
 def quantity_value(value: object) -> int:
     """The quantity rounded up to an integer, as resource.Quantity.Value() does (0 if unset)."""
-    number = parse_quantity(value)
+    number = quantity(value)
     if number is None:
         return 0
     return int(number.to_integral_value(rounding=ROUND_CEILING))
@@ -546,7 +506,7 @@ def _retry_details(cr: Function | Sink) -> dict[str, Any] | None:
 
 def _resources(cr: Workload) -> dict[str, Any]:
     requests = (cr.spec.resources.requests if cr.spec.resources else None) or {}
-    cpu = parse_quantity(requests.get("cpu"))
+    cpu = quantity(requests.get("cpu"))
     ram = quantity_value(requests.get("memory"))
     disk = quantity_value(requests.get("storage"))
     return _drop_zero(
@@ -923,16 +883,26 @@ def go_instance_conf(cr: Workload) -> dict[str, Any]:
 
 
 def _go_conf_shell_value(cr: Workload) -> str:
-    """The Go config JSON as a double-quoted bash word that expands only the placeholders."""
-    text = json.dumps(go_instance_conf(cr), separators=(",", ":"), ensure_ascii=False)
-    shard, broker = f"${{{SHARD_ID}}}", "${brokerServiceURL}"
-    # The instance id is a number: drop the quotes around its placeholder.
-    text = text.replace(f'"instanceID":"{shard}"', '"instanceID":\0SHARD\0')
-    text = text.replace(shard, "\0SHARD\0").replace(broker, "\0BROKER\0")
-    for ch in ("\\", '"', "$", "`"):
-        text = text.replace(ch, "\\" + ch)
-    text = text.replace("\0SHARD\0", shard).replace("\0BROKER\0", broker)
-    return f'"{text}"'
+    """The Go config JSON as a double-quoted bash word that expands only the placeholders.
+
+    The placeholders are the values of pulsarServiceURL, instanceID (a number: unquoted) and
+    funcID, written first; everything after them is escaped, so a ``${...}`` in the user's
+    configuration stays as written.
+    """
+
+    def escaped(text: str) -> str:
+        for ch in ("\\", '"', "$", "`"):
+            text = text.replace(ch, "\\" + ch)
+        return text
+
+    conf = go_instance_conf(cr)
+    for placeholder in ("pulsarServiceURL", "instanceID", "funcID"):
+        del conf[placeholder]
+    uid = json.dumps(object_uid(cr), ensure_ascii=False)[1:-1]
+    head = escaped('{"pulsarServiceURL":"BROKER","instanceID":SHARD,"funcID":"SHARD-')
+    head = head.replace("BROKER", "${brokerServiceURL}").replace("SHARD", f"${{{SHARD_ID}}}")
+    rest = escaped(json.dumps(conf, separators=(",", ":"), ensure_ascii=False))
+    return f'"{head}{escaped(uid)}\\",{rest[1:]}"'
 
 
 # --------------------------------------------------------------------------- logging
@@ -1219,7 +1189,7 @@ def _java_process(cr: Workload) -> str:
         "-Dpulsar.functions.instance.classpath=/pulsar/lib/*",
         f"-Dlog4j.configurationFile={java_log_config_path(log)}",
         f"-Dpulsar.function.log.dir={FUNCTION_LOG_DIR}",
-        f"-Dpulsar.function.log.file={name}-${{{SHARD_ID}}}",
+        f"-Dpulsar.function.log.file={word(name)}-${{{SHARD_ID}}}",
         "-Dpulsar.allocator.exit_on_oom=true",
     ]  # fmt: skip
     level = java_log_level(log)

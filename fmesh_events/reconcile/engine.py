@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,11 +17,20 @@ from kubernetes.dynamic.exceptions import DynamicApiError
 from pydantic import ValidationError
 
 from fmesh_events import models
+from fmesh_events.models.base import describe_errors
 from fmesh_events.reconcile import cleanup, render
 from fmesh_events.reconcile.kube import FIELD_MANAGER, KubeWriter
 
 MESH_LABEL = render.MESH_LABEL
 WORKLOAD_KINDS = ("Function", "Source", "Sink")
+
+# Linux limits one argument or environment string of exec() to 32 pages (MAX_ARG_STRLEN),
+# the terminating NUL included, and all of them together to a quarter of the stack limit
+# (ARG_MAX, 2 MiB with the usual 8 MiB). The instance command line embeds the function
+# details, user configuration included: past these the pod could never start.
+MAX_ARG_BYTES = 32 * 4096 - 1
+MAX_EXEC_BYTES = 2 * 1024 * 1024
+MAX_CONDITION_MESSAGE = 4000  # status stays small whatever the error says
 
 
 class ReconcileError(Exception):
@@ -115,11 +125,8 @@ def reconcile(writer: KubeWriter, key: str, children_too: bool = True,
     try:
         model = models.parse_resource(cr)
     except ValidationError as error:
-        problems = "; ".join(
-            f"spec.{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}"
-            if e["loc"] and e["loc"][0] == "spec" else f"{e['loc']}: {e['msg']}"
-            for e in error.errors()[:5])
-        raise ReconcileError(f"the spec does not fit this operator's model: {problems}") from error
+        raise ReconcileError(
+            f"the spec does not fit this operator's model: {describe_errors(error)}") from error
     if kind == "FunctionMesh":
         assert isinstance(model, models.FunctionMesh)
         _reconcile_mesh(writer, model, cr, result, options)
@@ -254,8 +261,16 @@ def _reconcile_workload(writer: KubeWriter, model: Any, cr: dict[str, Any], resu
     statefulset = None
     first_time = not (cr.get("status") or {}).get("observedGeneration")
     if children_too:
-        for desired in render.render_workload(model):
-            stored = _apply_child(writer, desired, result, options, first_time)
+        children = render.render_workload(model)
+        for desired in children:
+            check_exec_limits(cr, desired)
+        for desired in children:
+            try:
+                stored = _apply_child(writer, desired, result, options, first_time)
+            except (client.ApiException, DynamicApiError) as error:
+                if error.status != 422:
+                    raise
+                raise ReconcileError(refused_child(error, desired, cr)) from error
             if desired["kind"] == "StatefulSet":
                 statefulset = stored
     if statefulset is None:
@@ -264,7 +279,10 @@ def _reconcile_workload(writer: KubeWriter, model: Any, cr: dict[str, Any], resu
     wanted = model.spec.replicas if model.spec.replicas is not None else 1
     ready = int(sts_status.get("readyReplicas") or 0)
     previous = (cr.get("status") or {}).get("conditions") or []
-    generation = meta.get("generation")
+    # A status refresh only reads: it speaks for the generation last applied, not for a
+    # newer one whose event is still on its way.
+    generation = meta.get("generation") if children_too else \
+        (cr.get("status") or {}).get("observedGeneration")
     is_ready = statefulset is not None and ready >= wanted
     status = {
         "observedGeneration": generation,
@@ -288,13 +306,133 @@ def _reconcile_workload(writer: KubeWriter, model: Any, cr: dict[str, Any], resu
         result.mesh_owner = f"FunctionMesh/{namespace}/{owner}"
 
 
+def _exec_strings(container: dict[str, Any]) -> list[str]:
+    """What exec() receives for a container: command, args and NAME=value environment."""
+    strings = [str(s) for s in (container.get("command") or []) + (container.get("args") or [])]
+    strings += [f"{e.get('name')}={e['value']}" for e in container.get("env") or []
+                if isinstance(e, dict) and isinstance(e.get("value"), str)]
+    return strings
+
+
+def _largest_spec_field(cr: dict[str, Any]) -> tuple[str, int]:
+    sizes = {key: len(json.dumps(value, ensure_ascii=False).encode())
+             for key, value in (cr.get("spec") or {}).items()}
+    if not sizes:
+        return "spec", 0
+    field_name = max(sizes, key=lambda k: sizes[k])
+    return f"spec.{field_name}", sizes[field_name]
+
+
+def check_exec_limits(cr: dict[str, Any], desired: dict[str, Any]) -> None:
+    """Refuse a child whose containers could never be started: an argument or environment
+    string over MAX_ARG_BYTES, or all of them over MAX_EXEC_BYTES (Linux's exec limits).
+    The message names the largest field of the spec, where the bulk comes from."""
+    pod = ((desired.get("spec") or {}).get("template") or {}).get("spec") or {}
+    for container in (pod.get("initContainers") or []) + (pod.get("containers") or []):
+        strings = _exec_strings(container)
+        longest = max((len(s.encode()) for s in strings), default=0)
+        total = sum(len(s.encode()) + 1 for s in strings)
+        if longest <= MAX_ARG_BYTES and total <= MAX_EXEC_BYTES:
+            continue
+        field_name, size = _largest_spec_field(cr)
+        what = (f"an argument of {longest:,} bytes, more than the {MAX_ARG_BYTES:,} Linux "
+                "allows for one argument" if longest > MAX_ARG_BYTES else
+                f"{total:,} bytes of arguments and environment, more than the "
+                f"{MAX_EXEC_BYTES:,} Linux allows")
+        raise ReconcileError(
+            f"{field_name} is too large ({size:,} bytes as JSON): the container "
+            f"{container.get('name')!r} of {desired['kind']} {desired['metadata']['name']} "
+            f"would get {what}, so its pods could never start. The instance command line "
+            f"carries the function details and configuration: keep them under about 100 KiB.")
+
+
+# Where the fields of a rendered StatefulSet come from in the spec of a Function, Source or
+# Sink: a refused child is reported with the spec field to fix, not only the child's path.
+_CHILD_FIELDS = (
+    ("spec.template.spec.volumes", "spec.pod.volumes"),
+    ("spec.template.spec.initContainers", "spec.pod.initContainers"),
+    ("spec.template.spec.affinity", "spec.pod.affinity"),
+    ("spec.template.spec.tolerations", "spec.pod.tolerations"),
+    ("spec.template.spec.nodeSelector", "spec.pod.nodeSelector"),
+    ("spec.template.spec.securityContext", "spec.pod.securityContext"),
+    ("spec.template.spec.serviceAccountName", "spec.pod.serviceAccountName"),
+    ("spec.template.spec.imagePullSecrets", "spec.pod.imagePullSecrets"),
+    ("spec.template.spec.terminationGracePeriodSeconds", "spec.pod.terminationGracePeriodSeconds"),
+    ("spec.template.metadata.labels", "spec.pod.labels"),
+    ("spec.template.labels", "spec.pod.labels"),
+    ("spec.template.metadata.annotations", "spec.pod.annotations"),
+    ("spec.template.annotations", "spec.pod.annotations"),
+    ("spec.volumeClaimTemplates", "spec.volumeClaimTemplates"),
+    ("spec.persistentVolumeClaimRetentionPolicy", "spec.persistentVolumeClaimRetentionPolicy"),
+)
+_MAIN_CONTAINER_FIELDS = {
+    "image": "spec.image", "imagePullPolicy": "spec.imagePullPolicy",
+    "resources": "spec.resources", "volumeMounts": "spec.volumeMounts",
+    "livenessProbe": "spec.pod.liveness", "startupProbe": "spec.pod.startupProbe",
+    "envFrom": "spec.pulsar.pulsarConfig",
+}
+_FIELD_PATH = re.compile(r"\bspec\.[A-Za-z0-9_.\[\]-]+")
+_CONTAINER = re.compile(r"spec\.template\.spec\.containers\[(\d+)\](?:\.(\w+)(?:\[(\d+)\])?)?")
+
+
+def _spec_field(path: str, desired: dict[str, Any], cr: dict[str, Any]) -> str | None:
+    """The field of the CR's spec that a path of the rendered child comes from."""
+    match = _CONTAINER.match(path)
+    if match:
+        pod = desired["spec"]["template"]["spec"]
+        containers = pod.get("containers") or []
+        index, sub, item = int(match.group(1)), match.group(2), match.group(3)
+        name = containers[index].get("name") if index < len(containers) else None
+        if name == "filebeat":
+            return "spec.filebeatImage"
+        if name != f"pulsar-{str(cr.get('kind')).lower()}":  # render.container_name
+            return "spec.pod.sidecars"
+        if sub == "env" and item is not None:
+            env = containers[index].get("env") or []
+            entry = env[int(item)].get("name") if int(item) < len(env) else None
+            secrets = (cr.get("spec") or {}).get("secretsMap") or {}
+            return "spec.secretsMap" if entry in secrets else "spec.pod.env"
+        return _MAIN_CONTAINER_FIELDS.get(sub or "", "spec")
+    for prefix, spec_field in _CHILD_FIELDS:
+        if path == prefix or path.startswith((prefix + ".", prefix + "[")):
+            return spec_field
+    return None
+
+
+def refused_child(error: Any, desired: dict[str, Any], cr: dict[str, Any]) -> str:
+    """The reason a child was refused (422), led by the spec fields it comes from."""
+    try:
+        message = str(json.loads(error.body or "{}").get("message") or error.reason)
+    except (TypeError, ValueError):
+        message = str(error.reason)
+    fields: list[str] = []
+    if desired["kind"] == "StatefulSet":
+        for path in _FIELD_PATH.findall(message):
+            try:
+                found = _spec_field(path.rstrip("."), desired, cr)
+            except (ValueError, KeyError, IndexError, TypeError):
+                found = None
+            if found and found not in fields:
+                fields.append(found)
+    where = ", ".join(fields) or "the spec"
+    return (f"{where}: the {desired['kind']} {desired['metadata']['name']} made from it was "
+            f"refused by the API server: {message}")
+
+
 def _reconcile_mesh(writer: KubeWriter, mesh: models.FunctionMesh, cr: dict[str, Any],
                     result: Result, options: Options) -> None:
     meta = cr["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     desired = render.render_mesh_children(mesh)
     wanted = {(d["kind"], d["metadata"]["name"]) for d in desired}
-    children = [_apply_child(writer, d, result, options, False) for d in desired]
+    children = []
+    for child in desired:
+        try:
+            children.append(_apply_child(writer, child, result, options, False))
+        except (client.ApiException, DynamicApiError) as error:
+            if error.status != 422:
+                raise
+            raise ReconcileError(_refused_mesh_child(error, child, mesh)) from error
     for kind in WORKLOAD_KINDS:
         for existing in writer.list(kind, namespace, f"{MESH_LABEL}={name}"):
             child_name = existing["metadata"]["name"]
@@ -333,6 +471,20 @@ def _reconcile_mesh(writer: KubeWriter, mesh: models.FunctionMesh, cr: dict[str,
         if per_kind[kind]:
             status[field_name] = per_kind[kind]
     _set_status(cr, status, result)
+
+
+def _refused_mesh_child(error: Any, child: dict[str, Any], mesh: models.FunctionMesh) -> str:
+    field_name = {"Function": "functions", "Source": "sources", "Sink": "sinks"}[child["kind"]]
+    entries = getattr(mesh.spec, field_name) or []
+    prefix = f"{mesh.metadata.get('name')}-"
+    index = next((i for i, e in enumerate(entries)
+                  if f"{prefix}{e.name}" == child["metadata"]["name"]), 0)
+    try:
+        message = str(json.loads(error.body or "{}").get("message") or error.reason)
+    except (TypeError, ValueError):
+        message = str(error.reason)
+    return (f"spec.{field_name}[{index}]: the {child['kind']} {child['metadata']['name']} made "
+            f"from it was refused by the API server: {message}")
 
 
 def _set_status(cr: dict[str, Any], status: dict[str, Any], result: Result) -> None:
@@ -406,6 +558,8 @@ def failure_status(cr: dict[str, Any], message: str, dead: bool) -> dict[str, An
     previous = status.get("conditions") or []
     generation = cr["metadata"].get("generation")
     reason = "ReconcileGaveUp" if dead else "ReconcileFailed"
+    if len(message) > MAX_CONDITION_MESSAGE:
+        message = message[:MAX_CONDITION_MESSAGE - 20] + " ... (cut)"
     conditions = [c for c in previous if c.get("type") not in ("Ready", "Reconciled")]
     conditions += [condition("Reconciled", False, reason, message, generation, previous),
                    condition("Ready", False, reason, message, generation, previous)]

@@ -9,6 +9,7 @@ on every topic, and one key is handled by one process at a time, in order.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -21,10 +22,12 @@ from datetime import timedelta
 from typing import Any
 
 import pulsar
+import urllib3
 from kubernetes import client
+from kubernetes.dynamic.exceptions import DynamicApiError
 from prometheus_client import Counter, Histogram
 
-from fmesh_events import events
+from fmesh_events import events, models
 from fmesh_events.events import ChangeEvent, EventType
 from fmesh_events.pulsar_client import PulsarAdmin
 from fmesh_events.reconcile import cleanup, engine
@@ -36,7 +39,61 @@ RECONCILES = Counter("fmesh_reconcile_total", "Reconciles by outcome", ["outcome
 DURATION = Histogram("fmesh_reconcile_duration_seconds", "Reconcile duration", ["outcome"])
 DEAD_LETTERED = Counter("fmesh_reconcile_dead_lettered_total", "Keys given up on")
 
+UNAVAILABLE = Counter("fmesh_reconcile_api_unavailable_total",
+                      "Reconciles paused because the API server could not be asked")
+
 SUBSCRIPTION = "reconcile"
+# Answers that mean the API server could not take the request now, whatever the object.
+UNAVAILABLE_STATUSES = (429, 502, 503, 504)
+OUTAGE_PAUSE_MAX_SECONDS = 10.0
+
+
+def api_unavailable(failure: BaseException) -> bool:
+    """Whether a failure says the API server could not be asked (down, restarting, overloaded).
+    That is no fault of the object: it is waited out, never counted toward the dead-letter
+    topic, and never written on the object as its failure."""
+    if isinstance(failure, client.ApiException | DynamicApiError):
+        return failure.status in UNAVAILABLE_STATUSES
+    return isinstance(failure, urllib3.exceptions.HTTPError | ConnectionError)
+
+
+class _Stopping(Exception):
+    """The process stops while the API server is away: leave the message for the next one."""
+CR_KINDS = ("Function", "Source", "Sink", "FunctionMesh")
+
+
+def decode_change(data: bytes, topic: str) -> ChangeEvent:
+    """A change event this reconciler can act on, or events.Undecodable: beyond decoding, a
+    version it knows, an object that is JSON, and a key that names a CR (on resource-events,
+    the event's own object)."""
+    event = events.decode(data, newest=events.EVENT_VERSION)
+    try:
+        obj = event.obj()
+    except ValueError as error:
+        raise events.Undecodable(f"not a ChangeEvent: its object is not JSON: {error}") from error
+    if not isinstance(obj, dict):
+        raise events.Undecodable("not a ChangeEvent: its object is not a JSON object")
+    pods = topic.endswith(events.POD_EVENTS)
+    events.check_key(event.key, engine.WORKLOAD_KINDS if pods else CR_KINDS)
+    if not pods and event.key != f"{event.kind}/{event.namespace}/{event.name}":
+        raise events.Undecodable(f"key {event.key!r} does not name the event's object "
+                                 f"{event.kind}/{event.namespace}/{event.name}")
+    return event
+
+
+def decode_request(data: bytes) -> tuple[str, int]:
+    """(key, attempt) of a reconcile request: JSON {"key": "Kind/ns/name", "attempt": n}."""
+    try:
+        request = json.loads(data)
+    except ValueError as error:
+        raise events.Undecodable(f"not a reconcile request (JSON): {error}") from error
+    if not isinstance(request, dict):
+        raise events.Undecodable(f"not a reconcile request: a JSON {type(request).__name__}, "
+                                 "not an object")
+    attempt = request.get("attempt", 0)
+    if type(attempt) is not int or attempt < 0:
+        raise events.Undecodable(f"attempt {attempt!r} is not a count")
+    return events.check_key(request.get("key"), CR_KINDS), attempt
 
 
 @dataclass(frozen=True)
@@ -78,6 +135,8 @@ class Reconciler:
         # no reconcile, and must not restart a retry chain that was given up.
         self.generations: dict[str, int | None] = {}
         self.given_up: set[str] = set()
+        self._stop = threading.Event()
+        models.allow_deep_objects()  # read back whatever the API server stores
 
     def open(self) -> None:
         self.consumer = self.client.subscribe(
@@ -114,6 +173,7 @@ class Reconciler:
     def run_until(self, stop: Any) -> None:
         """Receive, and hand each message to the worker that owns its key: keys run in
         parallel (API calls overlap), each key stays in order on one worker."""
+        self._stop = stop
         lanes: list[queue.Queue[Any]] = [queue.Queue(maxsize=50) for _ in range(self.workers)]
         threads = [threading.Thread(target=self._work, args=(lane,), daemon=True,
                                     name=f"reconcile-{i}") for i, lane in enumerate(lanes)]
@@ -137,8 +197,19 @@ class Reconciler:
         while (message := lane.get()) is not None:
             try:
                 self.handle(message)
-            except Exception:  # Pulsar gone mid-handle: unacked, so it is redelivered
-                log.exception("handling failed", extra={"message_id": str(message.message_id())})
+            except _Stopping:
+                continue  # unacked: redelivered to whoever consumes next
+            except Exception as failure:  # Pulsar or the API server gone mid-handle: again later
+                if api_unavailable(failure):
+                    log.warning("handling failed: the API server is unavailable", extra={
+                        "message_id": str(message.message_id()), "error": str(failure)[:300]})
+                else:
+                    log.exception("handling failed",
+                                  extra={"message_id": str(message.message_id())})
+                # Left unacked, it would wait for this consumer to go; Key_Shared holds its
+                # key's later messages back meanwhile.
+                with contextlib.suppress(Exception):
+                    self.consumer.negative_acknowledge(message)
 
     # -- one message ---------------------------------------------------------------------
     def handle(self, message: Any) -> None:
@@ -153,8 +224,7 @@ class Reconciler:
         calls_before = self.writer.calls
         outcome, error, result = "OK", None, None
         try:
-            result = engine.reconcile(self.writer, key, children_too=trigger.children_too,
-                                      options=self.options)
+            result = self._reconcile(key, trigger.children_too)
             outcome = "GONE" if result.gone else "OK"
         except (engine.ReconcileError, client.ApiException, TimeoutError, OSError) as failure:
             error = _describe(failure)
@@ -168,7 +238,7 @@ class Reconciler:
             outcome = self._fail(key, attempt, error or "unknown error", message)
             self._report_failure(key, error or "unknown error", attempt,
                                  dead=outcome == "DEAD_LETTERED")
-        self._remember(key, result, outcome, event_generation)
+        self._remember(key, result, outcome, event_generation, trigger.children_too)
         record_id = self._record(key, topic, message, result, outcome, attempt, error, duration)
         if result is not None and not result.gone and result.cr is not None:
             self._write_status(result, record_id)
@@ -180,14 +250,40 @@ class Reconciler:
                                       "outcome": outcome, "calls": self.writer.calls - calls_before,
                                       "ms": round(duration * 1000, 1)})
 
+    def _reconcile(self, key: str, children_too: bool) -> engine.Result:
+        """engine.reconcile, with an unavailable API server waited out in place (a pause that
+        doubles up to OUTAGE_PAUSE_MAX_SECONDS) rather than failed: an outage of the API
+        server must not use up, or dead-letter, the retries of every object it touches.
+        Waiting here keeps the key's order; the worker's other keys would fail alike."""
+        pauses = 0
+        while True:
+            try:
+                return engine.reconcile(self.writer, key, children_too=children_too,
+                                        options=self.options)
+            except Exception as failure:
+                if not api_unavailable(failure):
+                    raise
+                if self._stop.is_set():
+                    raise _Stopping() from failure
+                if pauses == 0:
+                    log.warning("the API server is unavailable; waiting to reconcile", extra={
+                        "key": key, "error": str(failure)[:300]})
+                UNAVAILABLE.inc()
+                self._stop.wait(min(self.retry_base * 2 ** pauses, OUTAGE_PAUSE_MAX_SECONDS))
+                pauses += 1
+
     def _delete_subscription(self, admin_url: str, topic: str, subscription: str) -> None:
         assert self.admin is not None
         self.admin(admin_url).request("DELETE", cleanup.subscription_path(topic, subscription),
                                       ok=(200, 204, 404))
 
     def _remember(self, key: str, result: engine.Result | None, outcome: str,
-                  event_generation: int | None) -> None:
+                  event_generation: int | None, children_too: bool = True) -> None:
         generation = result.generation if result is not None else event_generation
+        if not children_too and outcome != "GONE":
+            # A status refresh may read a CR whose new generation's event is still queued:
+            # remembering it would skip that event, and the children would never follow.
+            return
         if outcome == "GONE":
             self.generations.pop(key, None)
             self.given_up.discard(key)
@@ -203,13 +299,10 @@ class Reconciler:
         """What a message asks for; None for one to skip."""
         try:
             if topic.endswith(events.RECONCILE_REQUESTS):
-                request = json.loads(message.data())
-                return Trigger(str(request["key"]), int(request.get("attempt", 0)))
-            event: ChangeEvent = events.decode(message.data())
-            if event.event_version > events.EVENT_VERSION:
-                raise ValueError(f"event version {event.event_version} is newer than this "
-                                 f"operator understands ({events.EVENT_VERSION})")
-        except Exception as error:
+                key, attempt = decode_request(message.data())
+                return Trigger(key, attempt)
+            event = decode_change(message.data(), topic)
+        except Exception as error:  # Undecodable, or a decoder surprised by what it read
             self._dead_letter(message, f"undecodable message: {error}")
             return None
         if topic.endswith(events.POD_EVENTS):

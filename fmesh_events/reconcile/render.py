@@ -21,6 +21,7 @@ import re
 from typing import Any
 
 from fmesh_events.models import API_VERSION, Function, FunctionMesh, Sink, Source
+from fmesh_events.models.base import quantity
 from fmesh_events.models.common import CryptoConfig, RuntimeLogConfig, TLSConfig
 from fmesh_events.reconcile import command as cmd
 from fmesh_events.reconcile.command import Workload
@@ -158,6 +159,23 @@ def _secret_volume(name: str, secret: str, key: str) -> dict[str, Any]:
     return {"name": name, "secret": {"secretName": secret, "items": [{"key": key, "path": key}]}}
 
 
+def _add_volume(volumes: list[dict[str, Any]], volume: dict[str, Any]) -> str:
+    """Add ``volume`` (unless the very same is there) and return the name to mount it by.
+
+    Two different volumes can boil down to one name (Secret ``a`` key ``b.c`` and Secret
+    ``a-b`` key ``c`` both make ``a-b-c``): the later one then takes a short hash of itself
+    as a suffix, so that each mount sees the Secret it asked for.
+    """
+    taken = next((v for v in volumes if v.get("name") == volume["name"]), None)
+    if taken == volume:
+        return str(volume["name"])
+    if taken is not None:
+        digest = hashlib.sha256(json.dumps(volume, sort_keys=True).encode()).hexdigest()[:8]
+        volume = {**volume, "name": f"{volume['name'][:54].rstrip('-')}-{digest}"}
+    volumes.append(volume)
+    return str(volume["name"])
+
+
 def _tls_volume(tls: TLSConfig) -> dict[str, Any]:
     assert tls.cert_secret_name and tls.cert_secret_key
     return _secret_volume(
@@ -207,44 +225,45 @@ def _volumes_and_mounts(cr: Workload) -> tuple[list[dict[str, Any]], list[dict[s
     tls = spec.pulsar.tls_config
     if cmd.tls_has_secret_volume(tls):
         assert tls is not None
-        volumes.append(_tls_volume(tls))
-        mounts.append({"name": _tls_volume(tls)["name"], "mountPath": cmd.TLS_MOUNT_PATH})
+        name = _add_volume(volumes, _tls_volume(tls))
+        mounts.append({"name": name, "mountPath": cmd.TLS_MOUNT_PATH})
     auth = spec.pulsar.auth_config
     if auth is not None and auth.oauth2_config is not None:
         o = auth.oauth2_config
-        name = volume_name(o.key_secret_name, o.key_secret_key)
-        volumes.append(_secret_volume(name, o.key_secret_name, o.key_secret_key))
-        mounts.append({"name": name, "mountPath": cmd.OAUTH2_MOUNT_PATH})
+        volume = _secret_volume(
+            volume_name(o.key_secret_name, o.key_secret_key), o.key_secret_name, o.key_secret_key
+        )
+        mounts.append({"name": _add_volume(volumes, volume), "mountPath": cmd.OAUTH2_MOUNT_PATH})
     for crypto in _crypto_configs(cr):
         for secret in crypto.crypto_secrets or []:
-            name = volume_name(secret.secret_name, secret.secret_key)
-            volumes.append(_secret_volume(name, secret.secret_name, secret.secret_key))
+            volume = _secret_volume(
+                volume_name(secret.secret_name, secret.secret_key), secret.secret_name, secret.secret_key
+            )
+            name = _add_volume(volumes, volume)
             if secret.as_volume:
                 mounts.append({"name": name, "mountPath": secret.as_volume})
     for runtime, log, directory, file_name in _runtime_logs(cr):
         assert log.log_config is not None
-        name = volume_name(log.log_config.name, runtime, "log-conf")
-        volumes.append(
-            {
-                "name": name,
-                "configMap": {
-                    "name": log.log_config.name,
-                    "items": [{"key": log.log_config.key, "path": file_name}],
-                },
-            }
-        )
-        mounts.append({"name": name, "mountPath": directory})
+        volume = {
+            "name": volume_name(log.log_config.name, runtime, "log-conf"),
+            "configMap": {
+                "name": log.log_config.name,
+                "items": [{"key": log.log_config.key, "path": file_name}],
+            },
+        }
+        mounts.append({"name": _add_volume(volumes, volume), "mountPath": directory})
     package = spec.pulsar_package_service
     if package is not None:
         if cmd.tls_has_secret_volume(package.tls_config):
             assert package.tls_config is not None
-            volume = _tls_volume(package.tls_config)
-            volumes.append(volume)
-            mounts.append({"name": volume["name"], "mountPath": cmd.PACKAGE_TLS_MOUNT_PATH})
+            name = _add_volume(volumes, _tls_volume(package.tls_config))
+            mounts.append({"name": name, "mountPath": cmd.PACKAGE_TLS_MOUNT_PATH})
         if package.auth_config is not None and package.auth_config.oauth2_config is not None:
             o = package.auth_config.oauth2_config
-            name = volume_name(o.key_secret_name, o.key_secret_key)
-            volumes.append(_secret_volume(name, o.key_secret_name, o.key_secret_key))
+            volume = _secret_volume(
+                volume_name(o.key_secret_name, o.key_secret_key), o.key_secret_name, o.key_secret_key
+            )
+            name = _add_volume(volumes, volume)
             mounts.append({"name": name, "mountPath": cmd.PACKAGE_OAUTH2_MOUNT_PATH})
     return _dedupe(volumes, "name"), _dedupe(mounts, "mountPath")
 
@@ -402,15 +421,12 @@ def _filebeat_container(cr: Workload) -> dict[str, Any]:
             env.append({"name": "oauth2Scope", "value": o.scope})
     mounts = [prune(m) for m in spec.volume_mounts or []]
     mounts.append({"name": FILEBEAT_VOLUME, "mountPath": FILEBEAT_MOUNT})
-    tls = spec.pulsar.tls_config
-    if cmd.tls_has_secret_volume(tls):
-        assert tls is not None
-        mounts.append({"name": _tls_volume(tls)["name"], "mountPath": cmd.TLS_MOUNT_PATH})
+    # The same volumes as the workload container's, by the names it mounts them by.
+    mounted = {m["mountPath"]: m["name"] for m in _volumes_and_mounts(cr)[1]}
+    if cmd.tls_has_secret_volume(spec.pulsar.tls_config):
+        mounts.append({"name": mounted[cmd.TLS_MOUNT_PATH], "mountPath": cmd.TLS_MOUNT_PATH})
     if auth is not None and auth.oauth2_config is not None:
-        o = auth.oauth2_config
-        mounts.append(
-            {"name": volume_name(o.key_secret_name, o.key_secret_key), "mountPath": cmd.OAUTH2_MOUNT_PATH}
-        )
+        mounts.append({"name": mounted[cmd.OAUTH2_MOUNT_PATH], "mountPath": cmd.OAUTH2_MOUNT_PATH})
     pulsar = spec.pulsar
     env_from = [{"configMapRef": {"name": pulsar.pulsar_config}}]
     env_from += [{"secretRef": {"name": s}} for s in (pulsar.auth_secret, pulsar.tls_secret) if s]
@@ -528,7 +544,10 @@ def render_statefulset(cr: Workload) -> dict[str, Any]:
         "selector": {"matchLabels": selector_labels(cr)},
         "template": template,
         "podManagementPolicy": "Parallel",
-        "updateStrategy": {"type": "RollingUpdate"},
+        # Function Mesh's RollingUpdate, with its partition said: without a rollingUpdate
+        # block, a pod deleted in a rollout comes back at the old revision while the status
+        # lags, to be rolled again (two restarts per pod; under load, many).
+        "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}},
         "serviceName": service_name(cr),
     }
     if isinstance(cr, Function):
@@ -581,22 +600,24 @@ def render_mesh_children(mesh: FunctionMesh) -> list[dict[str, Any]]:
         ("Sink", mesh.spec.sinks),
     ):
         for entry in entries or []:
-            spec = entry.model_dump(by_alias=True, exclude_unset=True, mode="json")
-            children.append(
-                _pruned(
-                    {
-                        "apiVersion": API_VERSION,
-                        "kind": kind,
-                        "metadata": {
-                            "name": f"{mesh_name}-{entry.name}",
-                            "namespace": namespace,
-                            "labels": {MESH_LABEL: mesh_name},
-                            "ownerReferences": [owner_reference(mesh)],
-                        },
-                        "spec": spec,
-                    }
-                )
+            child = _pruned(
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": kind,
+                    "metadata": {
+                        "name": f"{mesh_name}-{entry.name}",
+                        "namespace": namespace,
+                        "labels": {MESH_LABEL: mesh_name},
+                        "ownerReferences": [owner_reference(mesh)],
+                    },
+                }
             )
+            # Fields set to null are left out, but not the nulls inside free-form values
+            # (funcConfig, sinkConfig...): those are the user's data, as in a standalone CR.
+            child["spec"] = entry.model_dump(
+                by_alias=True, exclude_unset=True, exclude_none=True, mode="json"
+            )
+            children.append(child)
     return children
 
 
@@ -607,7 +628,7 @@ def _same_scalar(desired: Any, existing: Any) -> bool:
     if desired == existing:
         return True
     # 1 and "1", "1Gi" and "1073741824": the API server may print a quantity differently.
-    a, b = cmd.parse_quantity(desired), cmd.parse_quantity(existing)
+    a, b = quantity(desired), quantity(existing)
     return a is not None and a == b
 
 

@@ -83,12 +83,20 @@ _QUANTITY_SUFFIXES: tuple[tuple[str, Decimal], ...] = (
 
 
 def _quantity(value: int | str) -> float:
-    """The number a Kubernetes quantity stands for ("0.1", "50m", 1); tolerances are quantities."""
+    """The number a Kubernetes quantity stands for ("0.1", "50m", 1); tolerances are quantities.
+
+    Total over what the CRD's pattern admits, a fractional exponent ("1e2.5") included; an
+    exponent too large for any number reads as infinity (or 0 when negative).
+    """
     text = str(value).strip()
     for suffix, factor in _QUANTITY_SUFFIXES:
         if text.endswith(suffix):
             return float(Decimal(text[: -len(suffix)]) * factor)
-    return float(Decimal(text))
+    number, _, exponent = text.lower().partition("e")
+    try:
+        return float(Decimal(number) * Decimal(10) ** Decimal(exponent or 0))
+    except ArithmeticError:
+        return 0.0 if exponent.startswith("-") else math.inf
 
 
 def scaling_rules_from(rules: models.HPAScalingRules | None, default: ScalingRules) -> ScalingRules:

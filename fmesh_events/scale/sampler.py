@@ -81,6 +81,7 @@ class Sampler:
         self.published = 0
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(4, thread_name_prefix="sample")
+        models.allow_deep_objects()  # read back whatever the API server stores
 
     # -- leadership and loops ----------------------------------------------------------------
     def lead(self) -> None:
@@ -100,6 +101,11 @@ class Sampler:
         try:
             while not stop.wait(0.1):
                 self.watch_probes()
+        except Exception:
+            if not stop.is_set():
+                raise
+            # Stopping: the process closed the Pulsar client under us. Not a failure, and
+            # not to be reported as one ("sampler stopped; starting over").
         finally:
             scheduler.shutdown(wait=False)
             self.close()
@@ -124,8 +130,15 @@ class Sampler:
             log.error("could not list the autoscaled objects", extra={"error": str(error)})
             return
         topic_keys: dict[str, set[str]] = {}
-        for key, (_cr, model) in crs.items():
-            for topic in self._topics_of(model):
+        for key, (_cr, model) in list(crs.items()):
+            try:
+                topics = self._topics_of(model)
+            except Exception as error:  # one odd CR must not stop the tick for all others
+                log.error("could not resolve the input topics; not sampled",
+                          extra={"key": key, "error": str(error)})
+                del crs[key]
+                continue
+            for topic in topics:
                 topic_keys.setdefault(topic, set()).add(key)
         with self._lock:
             self.crs = {key: cr for key, (cr, _m) in crs.items()}
@@ -151,7 +164,7 @@ class Sampler:
                     cr.setdefault("apiVersion", models.API_VERSION)
                     try:
                         model = models.parse_resource(cr)
-                    except ValidationError:
+                    except ValueError:  # ValidationError included
                         continue  # reconcile reports a spec that does not fit, on the CR
                     meta = cr["metadata"]
                     out[events.resource_key(kind, meta["namespace"], meta["name"])] = (cr, model)

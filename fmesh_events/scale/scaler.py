@@ -49,6 +49,21 @@ def _ms(value: Any) -> float:
     return value.timestamp() * 1000 if isinstance(value, datetime) else float(value)
 
 
+SIGNAL_VERSION = 1
+SCALABLE_KINDS = ("Function", "Source", "Sink")
+
+
+def decode_signal(data: bytes) -> dict[str, Any]:
+    """A scale signal, or events.Undecodable: beyond decoding, a version this scaler knows, a
+    key that names a scalable CR, and no negative count."""
+    signal = events.decode_record(events.PARSED_SCALE_SIGNAL, data, newest=SIGNAL_VERSION)
+    events.check_key(signal.get("key"), SCALABLE_KINDS)
+    counts = ("currentReplicas", "readyReplicas", "cpuMissing", "cpuUnready", "memoryMissing")
+    if any(signal[c] < 0 for c in counts) or (signal["backlog"] or 0) < 0:
+        raise events.Undecodable("not a ScaleSignal: a negative count")
+    return signal
+
+
 class History:
     """Per key: past recommendations (for the windows) and replica changes (for policies)."""
 
@@ -98,6 +113,7 @@ class Scaler:
         self.tail: Any = None
         self.handled = 0
         self.caught_up = threading.Event()
+        models.allow_deep_objects()  # read back whatever the API server stores
 
     def open(self) -> None:
         self.decisions = self.client.create_producer(
@@ -167,10 +183,7 @@ class Scaler:
     # -- one signal --------------------------------------------------------------------------
     def handle(self, message: Any) -> None:
         try:
-            signal = events.decode_record(events.PARSED_SCALE_SIGNAL, message.data())
-            if signal["signalVersion"] > 1:
-                raise ValueError(f"signal version {signal['signalVersion']} is newer than this "
-                                 "scaler understands (1)")
+            signal = decode_signal(message.data())
         except Exception as undecodable:
             log.error("undecodable scale signal dead-lettered",
                       extra={"message_id": str(message.message_id()), "error": str(undecodable)})

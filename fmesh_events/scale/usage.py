@@ -9,33 +9,21 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Protocol
 
 from kubernetes import client
 
+from fmesh_events.models.base import quantity as parse_quantity
+
 log = logging.getLogger("fmesh_events.scale")
-
-METRICS_PATH = "/apis/metrics.k8s.io/v1beta1"
-_SUFFIXES = {"n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1),
-             "k": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9,
-             "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30,
-             "Ti": Decimal(2) ** 40}
-
 
 def quantity(value: Any) -> Decimal:
     """A Kubernetes quantity ("250m", "1", "512Mi", "1500000n") as a number."""
-    text = str(value).strip()
-    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
-        if suffix and text.endswith(suffix):
-            try:
-                return Decimal(text[: -len(suffix)]) * _SUFFIXES[suffix]
-            except InvalidOperation:
-                break
-    try:
-        return Decimal(text)
-    except InvalidOperation as error:
-        raise ValueError(f"not a quantity: {value!r}") from error
+    number = parse_quantity(value)
+    if number is None:
+        raise ValueError(f"not a quantity: {value!r}")
+    return number
 
 
 @dataclass
@@ -92,21 +80,19 @@ def utilization(pods: list[dict[str, Any]], samples: dict[str, dict[str, Decimal
 class MetricsApiSource:
     """metrics.k8s.io PodMetrics plus the pods' requests: two calls per workload."""
 
-    def __init__(self, api: client.ApiClient) -> None:
-        self.api = api
-        self.core = client.CoreV1Api(api)
-        self._served: bool | None = None
+    GROUP, VERSION = "metrics.k8s.io", "v1beta1"
 
-    def _call(self, path: str, query: list[tuple[str, str]] | None = None) -> Any:
-        response = self.api.call_api(path, "GET", query_params=query or [],
-                                     header_params={"Accept": "application/json"},
-                                     auth_settings=["BearerToken"], _preload_content=False)
-        return json.loads(response[0].data)
+    def __init__(self, api: client.ApiClient) -> None:
+        self.core = client.CoreV1Api(api)
+        # PodMetrics are served like custom objects: the generated API reads them, across
+        # client versions (ApiClient.call_api's signature is not stable between them).
+        self.custom = client.CustomObjectsApi(api)
+        self._served: bool | None = None
 
     def served(self) -> bool:
         if self._served is None:
             try:
-                self._call(METRICS_PATH)
+                self.custom.get_api_resources(self.GROUP, self.VERSION)
                 self._served = True
             except client.ApiException as error:
                 self._served = False
@@ -118,10 +104,11 @@ class MetricsApiSource:
     def usage(self, namespace: str, selector: str) -> PodUsage:
         if not self.served():
             return PodUsage(served=False, missing_reason="metrics.k8s.io is not served")
-        pods = self._call(f"/api/v1/namespaces/{namespace}/pods",
-                          [("labelSelector", selector)])["items"]
-        metrics = self._call(f"{METRICS_PATH}/namespaces/{namespace}/pods",
-                             [("labelSelector", selector)])["items"]
+        response = self.core.list_namespaced_pod(namespace, label_selector=selector,
+                                                 _preload_content=False)
+        pods = json.loads(response.data)["items"]
+        metrics = self.custom.list_namespaced_custom_object(
+            self.GROUP, self.VERSION, namespace, "pods", label_selector=selector)["items"]
         samples: dict[str, dict[str, Decimal]] = {}
         for item in metrics:
             totals: dict[str, Decimal] = {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from fmesh_events import kube_client, pulsar_client
+from fmesh_events import kube_client, models, pulsar_client
 from fmesh_events.lifecycle import supervised
 from fmesh_events.settings import Settings
 from fmesh_events.watch.watcher import Watcher, WatchOptions
@@ -23,6 +23,7 @@ log = logging.getLogger("fmesh_events.watch")
 def run_watch(settings: Settings, stop: threading.Event) -> None:
     """Be the active watcher, or its standby, until `stop` is set; after a failure (Pulsar
     gone, leadership lost) start over with a growing delay instead of exiting."""
+    models.allow_deep_objects()  # a CR nested 10,000 levels deep must not stop a stream
 
     def watch_once() -> None:
         try:

@@ -9,7 +9,10 @@ from pydantic import ValidationError
 
 from fmesh_events import models
 from fmesh_events.events import ChangeEvent, EventType, resource_key
+from fmesh_events.models.base import MAX_NESTING, describe_errors
 from fmesh_events.watch.redact import redact
+
+CUT = f"(cut by the watcher: nested more than {MAX_NESTING} levels)"
 
 # Function Mesh's labels on the Pods and StatefulSets of a Function, Source or Sink.
 COMPONENT_LABEL = "compute.functionmesh.io/component"
@@ -33,14 +36,24 @@ def _parse_error(obj: dict[str, Any]) -> str | None:
     try:
         models.parse_resource(obj)
     except ValidationError as error:
-        problems = [
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()[:5]
-        ]
-        more = len(error.errors()) - len(problems)
-        return "; ".join(problems) + (f" (+{more} more)" if more > 0 else "")
+        return describe_errors(error)
     except ValueError as error:
         return str(error)
     return None
+
+
+def shallow(value: Any, room: int = MAX_NESTING + 8) -> Any:
+    """``value`` with whatever nests deeper than ``room`` levels replaced by CUT.
+
+    The API server keeps objects nested 10,000 levels deep; the models refuse them (the
+    parseError says where), and the published copy is cut so that no reader of the topic
+    (history, reconcile, a person's script) has to survive that depth. The margin keeps every
+    object the models accept whole."""
+    if isinstance(value, dict):
+        return {k: shallow(v, room - 1) for k, v in value.items()} if room > 0 else CUT
+    if isinstance(value, list):
+        return [shallow(v, room - 1) for v in value] if room > 0 else CUT
+    return value
 
 
 def _pod_facts(obj: dict[str, Any]) -> tuple[str | None, bool | None, int | None]:
@@ -77,7 +90,7 @@ def to_event(obj: dict[str, Any], event_type: EventType, observed_ms: int,
         resource_version=str(metadata.get("resourceVersion", "")),
         generation=metadata.get("generation"),
         observed_time_ms=observed_ms,
-        object=json.dumps(redact(obj), sort_keys=True, separators=(",", ":")),
+        object=json.dumps(redact(shallow(obj)), sort_keys=True, separators=(",", ":")),
         parse_error=_parse_error(obj) if is_cr else None,
         phase=phase,
         ready=ready,

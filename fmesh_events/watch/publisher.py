@@ -51,6 +51,35 @@ def object_key(kind: str, namespace: str, name: str) -> str:
     return f"{kind}/{namespace}/{name}"
 
 
+def parse_checkpoint(message: Any) -> dict[str, str] | None:
+    """The checkpoint a message carries, or None when it carries none that makes sense (a
+    message someone else put on the topic: no property, not JSON, not kind -> version)."""
+    raw = (message.properties() or {}).get(CHECKPOINT_PROPERTY)
+    if raw is None:
+        return None
+    try:
+        checkpoint = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(checkpoint, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and v.isdigit()
+            for k, v in checkpoint.items()):
+        return None
+    return checkpoint
+
+
+def decode_own(data: bytes) -> ChangeEvent | None:
+    """A change event as this watcher writes them, or None for anything else (bytes that do
+    not decode as one, another version, a key that is not Kind/namespace/name)."""
+    try:
+        event = events.decode(data, newest=events.EVENT_VERSION)
+    except events.Undecodable:
+        return None
+    if event.key.count("/") < 2:
+        return None
+    return event
+
+
 class TopicPublisher:
     """The exclusive producer of one topic and what it has published."""
 
@@ -82,18 +111,40 @@ class TopicPublisher:
         self._last_sequence_id = int(self.producer.last_sequence_id())
 
     def read_checkpoint(self) -> dict[str, str]:
-        """The checkpoint of the newest message on the topic ({} for an empty topic)."""
+        """The checkpoint of the newest message on the topic ({} for an empty topic).
+
+        When the newest message is not ours (garbage, another schema, no checkpoint), the
+        topic is read back for the newest one that is: a foreign message must not make the
+        watcher start from nothing, nor stop it from starting."""
         reader = self.client.create_reader(self.topic, pulsar.MessageId.latest,
                                            start_message_id_inclusive=True)
         try:
             if not reader.has_message_available():
                 return {}
             message = reader.read_next(timeout_millis=10_000)
-            raw = message.properties().get(CHECKPOINT_PROPERTY, "{}")
-            checkpoint: dict[str, str] = json.loads(raw)
-            return checkpoint
+            checkpoint = parse_checkpoint(message) if decode_own(message.data()) else None
+            if checkpoint is not None:
+                return checkpoint
+            log.warning("the newest message of the topic is not a change event of this "
+                        "watcher; reading the topic back for the last checkpoint",
+                        extra={"topic": self.topic, "message_id": str(message.message_id())})
         finally:
             reader.close()
+        return self._scan_checkpoint()
+
+    def _scan_checkpoint(self) -> dict[str, str]:
+        found: dict[str, str] = {}
+        reader = self.client.create_reader(self.topic, pulsar.MessageId.earliest,
+                                           is_read_compacted=True)
+        try:
+            while reader.has_message_available():
+                message = reader.read_next(timeout_millis=10_000)
+                checkpoint = parse_checkpoint(message)
+                if checkpoint is not None and decode_own(message.data()) is not None:
+                    found = checkpoint
+        finally:
+            reader.close()
+        return found
 
     def load_known(self) -> dict[str, KnownObject]:
         """Replay the topic (compacted when compaction ran) into object -> last event."""
@@ -106,9 +157,8 @@ class TopicPublisher:
         try:
             while reader.has_message_available():
                 message = reader.read_next(timeout_millis=10_000)
-                try:
-                    event = events.decode(message.data())
-                except Exception:  # a foreign or future message: not ours to judge here
+                event = decode_own(message.data())
+                if event is None:  # a foreign or future message: not ours to judge here
                     continue
                 self._remember(known, event)
         finally:
@@ -145,6 +195,9 @@ class TopicPublisher:
         """Send asynchronously; blocks only while the client's own queue is full."""
         if self.failure is not None:
             raise LeadershipLost(str(self.failure))
+        producer = self.producer
+        if producer is None:
+            raise LeadershipLost(f"the producer of {self.topic} is closed")
         import time
 
         with self._lock:
@@ -165,8 +218,8 @@ class TopicPublisher:
                                                 "result": str(result)})
             self.failure = RuntimeError(f"send to {self.topic} refused: {result}")
 
-        self.producer.send_async(event.to_record(), done, properties=properties,
-                                 partition_key=event.key, sequence_id=sequence_id)
+        producer.send_async(event.to_record(), done, properties=properties,
+                            partition_key=event.key, sequence_id=sequence_id)
 
     def flush(self, timeout: float = 10) -> bool:
         """Wait up to `timeout` for Pulsar to ack what was sent; False if it did not.

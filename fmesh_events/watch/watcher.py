@@ -137,8 +137,11 @@ class Watcher:
         while not self.stop.is_set():
             try:
                 if resource_version is None:
+                    # Fresh (ADDED, nothing to compare with) only for the very first list of
+                    # a topic; a relist after 410 Gone compares with what the topic says, so
+                    # what vanished meanwhile is published DELETED.
                     resource_version = self._relist(resource, publisher, namespace, key,
-                                                    fresh=not checkpoint)
+                                                    fresh=first and not checkpoint)
                 if first:
                     synced.release()
                     first = False
@@ -188,8 +191,11 @@ class Watcher:
         for okey, last in list(known.items()):
             in_scope = namespace is None or last.event.namespace == namespace
             if last.kind == resource.kind and in_scope and not last.deleted and okey not in present:
+                # The deletion's own version is not known: the list's says "gone by then"
+                # and keeps each object's versions growing on the topic.
                 gone = last.event.model_copy(update={
-                    "type": EventType.DELETED, "observed_time_ms": int(time.time() * 1000)})
+                    "type": EventType.DELETED, "observed_time_ms": int(time.time() * 1000),
+                    "resource_version": list_rv})
                 self._put(_Item(publisher, gone, checkpoint_key, time.time()))
         self._put(_Item(publisher, None, checkpoint_key, time.time(), list_rv))
         log.info("listed", extra={"kind": resource.kind, "objects": len(items),
@@ -240,8 +246,11 @@ class Watcher:
                     item.publisher.publish(item.event, item.checkpoint_key, item.seen_at)
                 QUEUE_DEPTH.set(self.queue.qsize())
         except LeadershipLost as error:
-            self._fail(error)
+            if not self.stop.is_set():
+                self._fail(error)
         except Exception as error:
+            if self.stop.is_set():  # closing: the producer went away under us
+                return
             log.exception("publisher failed")
             self._fail(error)
 

@@ -35,7 +35,7 @@ def test_record_uses_wire_names() -> None:
 
 
 def test_garbage_does_not_decode() -> None:
-    with pytest.raises(Exception):  # noqa: B017 - any decoding error will do, never a result
+    with pytest.raises(events.Undecodable, match="ChangeEvent"):
         events.decode(b"\x00\x01garbage")
 
 

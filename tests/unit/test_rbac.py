@@ -91,7 +91,7 @@ CALLS: dict[tuple[str, str, str], set[Perm]] = {
     ("reconcile/kube.py", "_resource", "get()"): NONE,
     ("reconcile/kube.py", "get", "get()"): NONE,
     ("reconcile/kube.py", "list", "get()"): NONE,
-    ("reconcile/kube.py", "apply", "server_side_apply()"): NONE,
+    ("reconcile/kube.py", "apply", "request('patch')"): NONE,  # server-side apply
     ("reconcile/kube.py", "delete", "delete()"): NONE,
     ("reconcile/kube.py", "wait_gone", "get(kind)"): NONE,
     ("reconcile/kube.py", "patch_metadata", "patch()"): NONE,
@@ -148,11 +148,9 @@ CALLS: dict[tuple[str, str, str], set[Perm]] = {
         need(AUTOSCALED, "patch", sub="scale"),
     ("scale/scaler.py", "_write_status", "patch_namespaced_custom_object_status(models.GROUP)"):
         need(AUTOSCALED, "patch", sub="status"),
-    # usage.py's raw GETs: `_call` wraps call_api; each path is one line below.
-    ("scale/usage.py", "_call", "call_api(path)"): NONE,
-    ("scale/usage.py", "served", "_call(METRICS_PATH)"): NONE,  # discovery, as above
-    ("scale/usage.py", "usage", "_call(f'/api/v1/namespaces/{namespace}/pods')"): need(("Pod",), "list"),
-    ("scale/usage.py", "usage", "_call(f'{METRICS_PATH}/namespaces/{namespace}/pods')"):
+    ("scale/usage.py", "served", "get_api_resources(self.GROUP)"): NONE,  # discovery
+    ("scale/usage.py", "usage", "list_namespaced_pod(namespace)"): need(("Pod",), "list"),
+    ("scale/usage.py", "usage", "list_namespaced_custom_object(self.GROUP)"):
         {("metrics.k8s.io", "pods", "list")},
 }
 
@@ -212,6 +210,7 @@ def _sites_in(rel: str, tree: ast.Module) -> list[Site]:
         attr, receiver = call.func.attr, ast.unparse(call.func.value)
         return (attr in TYPED_METHODS or attr == "call_api" or attr in wrappers
                 or (uses_dynamic and attr in DYNAMIC_METHODS and "resource" in receiver)
+                or (uses_dynamic and attr == "request" and receiver.endswith("dynamic"))
                 or (attr in WRITER_METHODS and (receiver.endswith("writer")
                                                 or (cls == "KubeWriter" and receiver == "self"))))
 
@@ -339,7 +338,7 @@ def test_scan_finds_the_known_kinds_of_call() -> None:
     assert not {f for f in files if f.startswith(("devstack/", "history/", "migrate/"))}, \
         "not run by the operator"
     calls = {s.call.split("(")[0] for s in SITES}
-    assert {"list_pod_for_all_namespaces", "server_side_apply", "apply", "call_api", "_call",
+    assert {"list_pod_for_all_namespaces", "request", "apply", "list_namespaced_custom_object",
             "patch_namespaced_custom_object_scale", "blockOwnerDeletion=True"} <= calls
     assert set(APPLIED) >= {"StatefulSet", "Service", "Function", "Source", "Sink"}
 

@@ -210,7 +210,7 @@ def test_function_objects_named_and_labelled_as_function_mesh() -> None:
     assert spec["selector"] == {"matchLabels": labels}
     assert spec["serviceName"] == "function-sample-function-headless"
     assert spec["podManagementPolicy"] == "Parallel"
-    assert spec["updateStrategy"] == {"type": "RollingUpdate"}
+    assert spec["updateStrategy"] == {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}
 
     template = spec["template"]
     assert template["metadata"]["labels"] == labels
