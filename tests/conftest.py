@@ -34,10 +34,35 @@ def long_run(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--long"))
 
 
+# Run after every other test of the session: it scans every topic for the secrets they used.
+RUN_LAST = ("tests/integration/test_security.py::test_no_secret_in_any_topic",)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--long"):
+        # Read by the property tests' settings when their modules are imported (collection).
+        os.environ["FMESH_LONG_TESTS"] = "1"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The property tests' figure for the reliability report: how many ran, and how many
+    examples hypothesis was asked to generate for them."""
+    from tests.reliability import report
+
+    asked = [getattr(item.obj, "_hypothesis_internal_use_settings", None)  # type: ignore[attr-defined]
+             for item in session.items
+             if isinstance(item, pytest.Function) and hasattr(item.obj, "hypothesis")]
+    if asked and not session.testsfailed:
+        report("property tests", {"tests": len(asked),
+                                  "max_examples": sum(s.max_examples for s in asked if s)})
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration/" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+    last = [item for item in items if item.nodeid.endswith(RUN_LAST)]
+    items[:] = [item for item in items if item not in last] + last
 
 
 @pytest.fixture(scope="session")

@@ -3,11 +3,23 @@ kube-scheduler and KWOK as plain processes on loopback, from what builds.py made
 
 Each process runs in its own session with its output in <stack>/logs, so `dev up` can
 return while the stack keeps running and `dev down` can stop it from another process.
+
+Two things are there for the security tests and cost nothing otherwise:
+
+- the API server's audit log (<stack>/logs/kube-apiserver-audit.log) records, at Metadata
+  level, the requests of the operator's ServiceAccount from deploy/ only (AUDITED_USERS);
+  every other request is at level None, so the log stays empty for other traffic;
+- `start_pulsar(..., auth_token_secret=...)` starts a Pulsar with token authentication and
+  authorization on (HS256 JWTs, `pulsar_token()` makes them).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
+import hmac
+import json
 import os
 import secrets
 import shutil
@@ -29,6 +41,21 @@ PROCESS_ORDER = (
     "pulsar", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
 )
 NODE_COUNT = 2
+
+# The identities whose API requests the audit log records: the operator's ServiceAccount as
+# deploy/rbac.yaml names it (tests/integration/test_security.py runs the operator with it).
+AUDITED_USERS = ("system:serviceaccount:fmesh-system:fmesh-events",)
+AUDIT_LOG = "kube-apiserver-audit.log"
+# Admission plugins on top of the defaults. OwnerReferencesPermissionEnforcement (on in
+# OpenShift) makes an ownerReference with blockOwnerDeletion require `update` on the owner's
+# finalizers, so the operator's RBAC is checked as strictly as the strictest cluster does.
+EXTRA_ADMISSION_PLUGINS = ("OwnerReferencesPermissionEnforcement",)
+
+# Pulsar with token authentication: the role of the broker's own client and of the stack's
+# admin calls, always a super-user.
+PULSAR_ADMIN_ROLE = "admin"
+_TOKEN_PROVIDER = "org.apache.pulsar.broker.authentication.AuthenticationProviderToken"
+_TOKEN_CLIENT = "org.apache.pulsar.client.impl.auth.AuthenticationToken"
 
 
 def free_port() -> int:
@@ -131,8 +158,6 @@ def _make_pki(pki: Path) -> None:
 
 
 def _kubeconfig(server: str, ca: Path, token: str) -> str:
-    import base64
-
     ca_data = base64.b64encode(ca.read_bytes()).decode()
     return f"""apiVersion: v1
 kind: Config
@@ -193,8 +218,60 @@ def _java_command(tool: Toolchain, stack_dir: Path, conf: Path, bookie_port: int
     ]
 
 
-def start_pulsar(tool: Toolchain, stack: StackInfo, auth_token_secret: str | None = None) -> None:
-    """Pulsar standalone with functions worker and stream storage off; data under the stack."""
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def pulsar_token(secret: str, role: str) -> str:
+    """An HS256 JWT {"sub": role} signed with `secret`, as `pulsar tokens create
+    --secret-key` makes it (no expiry)."""
+    header = _b64url(json.dumps({"alg": "HS256"}, separators=(",", ":")).encode())
+    payload = _b64url(json.dumps({"sub": role}, separators=(",", ":")).encode())
+    signature = hmac.new(secret.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    return f"{header}.{payload}.{_b64url(signature)}"
+
+
+def _admin_token_file(stack: StackInfo) -> Path:
+    return stack.dir / "pulsar" / "admin.token"
+
+
+def pulsar_admin_token(stack: StackInfo) -> str | None:
+    """The super-user token of a Pulsar started with authentication on; None when it is off."""
+    path = _admin_token_file(stack)
+    return path.read_text().strip() if path.exists() else None
+
+
+def _auth_values(secret: str, super_users: tuple[str, ...]) -> tuple[dict[str, str], str]:
+    """The standalone.conf placeholders for token authentication and authorization, and the
+    token of the broker's own client (role PULSAR_ADMIN_ROLE)."""
+    key = secret.encode()
+    if len(key) < 32:  # jjwt refuses HMAC-SHA256 keys shorter than 256 bits
+        raise StackError("the Pulsar token secret key must be at least 32 bytes")
+    admin_token = pulsar_token(secret, PULSAR_ADMIN_ROLE)
+    roles = [PULSAR_ADMIN_ROLE, *(r for r in super_users if r != PULSAR_ADMIN_ROLE)]
+    return {
+        "AUTH_ENABLED": "true", "AUTH_PROVIDERS": _TOKEN_PROVIDER,
+        "TOKEN_SECRET_KEY": "data:;base64," + base64.b64encode(key).decode(),
+        "SUPER_USERS": ",".join(roles),
+        "CLIENT_AUTH_PLUGIN": _TOKEN_CLIENT, "CLIENT_AUTH_PARAMS": f"token:{admin_token}",
+    }, admin_token
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text(text)
+
+
+def start_pulsar(tool: Toolchain, stack: StackInfo, auth_token_secret: str | None = None,
+                 super_users: tuple[str, ...] = ()) -> None:
+    """Pulsar standalone with functions worker and stream storage off; data under the stack.
+
+    With `auth_token_secret` (the HS256 secret key, at least 32 bytes), token authentication
+    and authorization are on: `pulsar_token(secret, role)` makes a client's token; the roles
+    PULSAR_ADMIN_ROLE and `super_users` are super-users, any other role may do only what it
+    is granted. The admin token is kept in <stack>/pulsar/admin.token (`pulsar_admin_token`).
+    """
     root = stack.dir / "pulsar"
     for sub in ("data", "tmp"):
         (root / sub).mkdir(parents=True, exist_ok=True)
@@ -206,10 +283,19 @@ def start_pulsar(tool: Toolchain, stack: StackInfo, auth_token_secret: str | Non
         "AUTH_ENABLED": "false", "AUTH_PROVIDERS": "", "TOKEN_SECRET_KEY": "",
         "SUPER_USERS": "", "CLIENT_AUTH_PLUGIN": "", "CLIENT_AUTH_PARAMS": "",
     }
+    admin_token = None
+    if auth_token_secret is not None:
+        auth, admin_token = _auth_values(auth_token_secret, super_users)
+        values.update(auth)
     conf = _asset("standalone.conf")
     for key, value in values.items():
         conf = conf.replace(f"@{key}@", value)
-    (root / "standalone.conf").write_text(conf)
+    # With authentication on, the file holds the secret key and the admin token.
+    _write_private(root / "standalone.conf", conf)
+    if admin_token is not None:
+        _write_private(_admin_token_file(stack), admin_token + "\n")
+    else:
+        _admin_token_file(stack).unlink(missing_ok=True)
     (root / "log4j2.xml").write_text(_asset("log4j2.xml"))
     # The bookie's journal and ledgers go to ./data/standalone relative to the working dir.
     _spawn(
@@ -221,9 +307,30 @@ def start_pulsar(tool: Toolchain, stack: StackInfo, auth_token_secret: str | Non
 
 
 def wait_pulsar(stack: StackInfo, timeout: float = 180) -> None:
+    token = pulsar_admin_token(stack)
     _wait("Pulsar broker",
-          lambda: _http_ok(f"{stack.pulsar_admin_url}/admin/v2/clusters", expect="standalone"),
+          lambda: _http_ok(f"{stack.pulsar_admin_url}/admin/v2/clusters", token,
+                           expect="standalone"),
           timeout, stack, "pulsar")
+
+
+def audit_log_path(stack: StackInfo) -> Path:
+    """The API server's audit log: AUDITED_USERS' requests, one JSON event per line."""
+    return stack.dir / "logs" / AUDIT_LOG
+
+
+def _audit_policy() -> str:
+    """Metadata (who, verb, resource, response code; no bodies) for AUDITED_USERS, nothing
+    for anyone else: the policy is evaluated per request, no event is even built for them."""
+    users = json.dumps(list(AUDITED_USERS))
+    return f"""apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    users: {users}
+  - level: None
+"""
 
 
 def start_kubernetes(tool: Toolchain, stack: StackInfo, progress: Progress) -> None:
@@ -249,6 +356,7 @@ def start_kubernetes(tool: Toolchain, stack: StackInfo, progress: Progress) -> N
 
     api_port = free_port()
     server = f"https://127.0.0.1:{api_port}"
+    (pki / "audit-policy.yaml").write_text(_audit_policy())
     _spawn("kube-apiserver", [
         str(tool.kube_apiserver),
         f"--etcd-servers={etcd_url}", f"--cert-dir={pki}",
@@ -256,7 +364,11 @@ def start_kubernetes(tool: Toolchain, stack: StackInfo, progress: Progress) -> N
         f"--client-ca-file={pki / 'ca.crt'}",
         f"--secure-port={api_port}", "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
         "--service-cluster-ip-range=10.0.0.0/24", "--allow-privileged=true",
-        "--disable-admission-plugins=ServiceAccount", "--authorization-mode=RBAC",
+        "--disable-admission-plugins=ServiceAccount",
+        f"--enable-admission-plugins={','.join(EXTRA_ADMISSION_PLUGINS)}",
+        "--authorization-mode=RBAC",
+        f"--audit-policy-file={pki / 'audit-policy.yaml'}",
+        f"--audit-log-path={audit_log_path(stack)}", "--audit-log-maxsize=0",
         f"--token-auth-file={pki / 'tokens.csv'}",
         "--service-account-issuer=https://kubernetes.default.svc",
         f"--service-account-key-file={pki / 'sa.pub'}",

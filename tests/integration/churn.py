@@ -13,24 +13,18 @@ accepted, and the checks that hold after any fault (issue 8):
 from __future__ import annotations
 
 import itertools
-import json
-import os
 import random
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from fmesh_events import events, history, models, pulsar_client
+from fmesh_events import devstack, events, history, models, pulsar_client
 from fmesh_events.events import ChangeEvent, EventType
 from fmesh_events.history.timeline import Entry, What
 from fmesh_events.reconcile import render
@@ -49,72 +43,11 @@ PULSAR_CONFIG = "test-pulsar"
 # ---------------------------------------------------------------------------- the operator
 
 
-def operator_env(settings: Settings, max_attempts: int = 4) -> dict[str, str]:
-    """The environment of `fmesh-events run` for a test: its stack, its namespaces."""
-    return {
-        **os.environ,
-        "FMESH_HTTP_PORT": "0",
-        "FMESH_KUBECONFIG": str(settings.kubeconfig),
-        "FMESH_PULSAR_SERVICE_URL": settings.pulsar_service_url,
-        "FMESH_PULSAR_ADMIN_URL": settings.pulsar_admin_url,
-        "FMESH_SYSTEM_NAMESPACE": settings.system_namespace,
-        "FMESH_WATCH_NAMESPACES": json.dumps(settings.watch_namespaces),
-        "FMESH_RECONCILE_MAX_ATTEMPTS": str(max_attempts),
-        "FMESH_LOG_LEVEL": "INFO",
-    }
-
-
-class Operator:
-    """`fmesh-events run` (all components) as a child process that can be killed and restarted."""
-
-    def __init__(self, settings: Settings, log_path: Path, max_attempts: int = 4) -> None:
-        self.env = operator_env(settings, max_attempts)
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def start(self) -> Operator:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "fmesh_events", "run"], env=self.env,
-                                     stdout=log, stderr=subprocess.STDOUT)
-        self.starts += 1
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self) -> int | None:
-        """SIGTERM, as Kubernetes stops a pod; the exit code."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-    def rss_bytes(self) -> int:
-        """Resident memory of the process, from /proc."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        return 0
-
-    def tracebacks(self) -> int:
-        return self.log_path.read_text(errors="replace").count("Traceback")
+def delete_namespace(stack: devstack.StackInfo, namespace: str, timeout: int = 300) -> None:
+    """Delete a churn's namespace and wait until it is gone: tearing down hundreds of CRs and
+    their children loads the control plane, which must not count against the next test."""
+    stack.kubectl("delete", "namespace", namespace, "--wait=true", f"--timeout={timeout}s",
+                  check=False, timeout=timeout + 30)
 
 
 # ---------------------------------------------------------------------------- the churn
@@ -146,23 +79,26 @@ def _body(kind: str, name: str, serial: int, secret: str) -> dict[str, Any]:
 
 
 class Churn:
-    """Creates, updates, scales and deletes CRs over a pool of names at a steady rate, in a
-    thread, recording every write the API server accepted (and counting the refused ones)."""
+    """Creates, updates, scales and deletes CRs over a pool of names at a steady rate (writes
+    per second, shared by `writers` threads, each over its own part of the pool), recording
+    every write the API server accepted (and counting the refused ones)."""
 
     def __init__(self, api: k8s.ApiClient, namespace: str, secret: str, pool: int = 200,
-                 rate: float = 4.0, seed: int = 1) -> None:
+                 rate: float = 4.0, seed: int = 1, writers: int = 1) -> None:
         self.objects = k8s.CustomObjectsApi(api)
         self.namespace = namespace
         self.secret = secret
         self.names = [f"c{i:03d}" for i in range(pool)]
         self.rate = rate
+        self.writers = writers
         self.random = random.Random(seed)
         self.live: dict[str, tuple[str, str]] = {}  # name -> (kind, uid)
         self.writes: list[Write] = []
         self.refused: Counter[str] = Counter()
         self.serial = itertools.count()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
 
     # one operation ------------------------------------------------------------------------
     def _key(self, kind: str, name: str) -> str:
@@ -181,14 +117,16 @@ class Churn:
         self.live[name] = (kind, obj["metadata"]["uid"])
         self._record(kind, name, "create", obj)
 
-    def step(self) -> None:
-        name = self.random.choice(self.names)
+    def step(self, rng: random.Random | None = None, names: list[str] | None = None) -> None:
+        """One write on a random name (of `names`, the part of the pool of one writer)."""
+        rng = rng or self.random
+        name = rng.choice(names or self.names)
         try:
             if name not in self.live:
-                self.create(name)
+                self.create(name, rng.choice(KINDS))
                 return
             kind = self.live[name][0]
-            roll = self.random.random()
+            roll = rng.random()
             if roll < 0.45:
                 config = {"Function": "funcConfig", "Source": "sourceConfig",
                           "Sink": "sinkConfig"}[kind]
@@ -199,7 +137,7 @@ class Churn:
             elif roll < 0.75:
                 obj = self.objects.patch_namespaced_custom_object_scale(
                     GROUP, VERSION, self.namespace, PLURALS[kind], name,
-                    {"spec": {"replicas": self.random.randint(1, 3)}})
+                    {"spec": {"replicas": rng.randint(1, 3)}})
                 self._record(kind, name, "scale", obj)
             else:
                 self.objects.delete_namespaced_custom_object(
@@ -207,13 +145,17 @@ class Churn:
                 # The answer is a Status, not the object: the uid is the one created.
                 self._record(kind, name, "delete", {"metadata": {"uid": self.live.pop(name)[1]}})
         except ApiException as error:
-            self.refused[f"HTTP {error.status}"] += 1
+            self._refused(f"HTTP {error.status}")
             if error.status == 404:
                 self.live.pop(name, None)
             elif error.status == 409 and name not in self.live:
                 self.live[name] = self._find(name)
         except Exception as error:  # the API server is down: the write did not happen
-            self.refused[type(error).__name__] += 1
+            self._refused(type(error).__name__)
+
+    def _refused(self, why: str) -> None:
+        with self._lock:
+            self.refused[why] += 1
 
     def _find(self, name: str) -> tuple[str, str]:
         for kind, plural in PLURALS.items():
@@ -231,23 +173,32 @@ class Churn:
         for name in self.names[:count]:
             self.create(name)
 
-    def _run(self) -> None:
-        period = 1.0 / self.rate
+    def _run(self, part: int) -> None:
+        rng = random.Random(self.random.random())
+        names = self.names[part::self.writers]
         next_at = time.monotonic()
         while not self._stop.is_set():
-            self.step()
-            next_at += period
+            rate = self.rate  # once: the load test changes it from another thread
+            if rate <= 0:  # paused
+                self._stop.wait(0.2)
+                next_at = time.monotonic()
+                continue
+            self.step(rng, names)
+            period = self.writers / rate
+            next_at = max(next_at + period, time.monotonic() - 1.0)  # no catch-up burst
             self._stop.wait(max(0.0, next_at - time.monotonic()))
 
     def start(self) -> Churn:
-        self._thread = threading.Thread(target=self._run, daemon=True, name="churn")
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._run, args=(part,), daemon=True,
+                                          name=f"churn-{part}") for part in range(self.writers)]
+        for thread in self._threads:
+            thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(60)
+        for thread in self._threads:
+            thread.join(60)
 
     def summary(self) -> dict[str, Any]:
         return {"writes": len(self.writes), "by_op": dict(Counter(w.op for w in self.writes)),
@@ -482,14 +433,14 @@ def reconcile_records(settings: Settings) -> list[dict[str, Any]]:
             for m in read_messages(settings, events.RECONCILE_LOG)]
 
 
-def overlapping_reconciles(records: list[dict[str, Any]]) -> list[str]:
-    """Keys two processes reconciled at the same time (spans from each record's end and
-    duration)."""
+def overlapping_reconciles(records: list[dict[str, Any]]) -> list[tuple[str, float]]:
+    """(key and processes, wall time) of each pair of reconciles of one key by two processes
+    at the same time (spans from each record's end and duration)."""
     by_key: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
     for r in records:
         end = r["time"].timestamp() * 1000 if hasattr(r["time"], "timestamp") else r["time"]
         by_key[r["key"]].append((end - r["durationMs"], end, r["reconciler"]))
-    return [f"{key} by {who1} and {who2}"
+    return [(f"{key} by {who1} and {who2}", s2 / 1000)
             for key, spans in by_key.items()
             for (_s1, e1, who1), (s2, _e2, who2) in itertools.pairwise(sorted(spans))
             if who1 != who2 and s2 < e1]
@@ -499,15 +450,42 @@ def published_changes(settings: Settings) -> list[ChangeEvent]:
     return [events.decode(m.data()) for m in read_messages(settings, events.RESOURCE_EVENTS)]
 
 
-def own_backlog(admin: pulsar_client.PulsarAdmin, settings: Settings) -> int:
-    """Messages the operator has not yet processed: its subscriptions' backlog on its topics."""
-    total = 0
-    for topic, subscription in ((events.RESOURCE_EVENTS, "reconcile"),
-                                (events.POD_EVENTS, "reconcile"),
-                                (events.RECONCILE_REQUESTS, "reconcile"),
-                                (events.SCALE_SIGNALS, "scale")):
+OPERATOR_SUBSCRIPTIONS = ((events.RESOURCE_EVENTS, "reconcile"), (events.POD_EVENTS, "reconcile"),
+                          (events.RECONCILE_REQUESTS, "reconcile"), (events.SCALE_SIGNALS, "scale"))
+
+
+@dataclass(frozen=True)
+class Queue:
+    """The operator's own queue on one topic: what is waiting, and all that ever came in."""
+
+    backlog: int
+    messages_in: int
+
+
+def operator_queues(admin: pulsar_client.PulsarAdmin, settings: Settings) -> dict[str, Queue]:
+    """The operator's subscriptions on its input topics, by topic."""
+    out = {}
+    for topic, subscription in OPERATOR_SUBSCRIPTIONS:
         path = "/admin/v2/persistent/" + settings.topic(topic).split("://", 1)[1] + "/stats"
         stats = admin.request("GET", path, ok=(200, 404)) or {}
         sub = (stats.get("subscriptions") or {}).get(subscription) or {}
-        total += int(sub.get("msgBacklog") or 0)
-    return total
+        out[topic] = Queue(int(sub.get("msgBacklog") or 0), int(stats.get("msgInCounter") or 0))
+    return out
+
+
+def own_backlog(admin: pulsar_client.PulsarAdmin, settings: Settings) -> dict[str, int]:
+    """Messages the operator has not yet processed, by topic: its subscriptions' backlog."""
+    return {topic: queue.backlog for topic, queue in operator_queues(admin, settings).items()}
+
+
+def wait_drained(admin: pulsar_client.PulsarAdmin, settings: Settings,
+                 timeout: float = 120) -> float:
+    """Seconds until the operator's own backlog is 0; fails naming what is left."""
+    started = time.monotonic()
+    left: dict[str, int] = {}
+    while time.monotonic() - started < timeout:
+        left = own_backlog(admin, settings)
+        if not any(left.values()):
+            return time.monotonic() - started
+        time.sleep(0.5)
+    raise AssertionError(f"the operator's backlog not drained after {timeout:.0f}s: {left}")

@@ -23,6 +23,7 @@ from tests.integration.watch_helpers import (
     wait_for,
     watch_settings,
 )
+from tests.secret_values import new_secret
 
 SUBSCRIPTION = "history-sub"
 
@@ -57,7 +58,7 @@ def test_history_tells_the_story_in_order_and_never_shows_a_secret(
 
     ws = watch_settings(settings, namespace)
     topic = topic_prefix + "in"
-    first_secret, second_secret = f"s3cret-{secrets.token_hex(6)}", f"s3cret-{secrets.token_hex(6)}"
+    first_secret, second_secret = new_secret("history-first"), new_secret("history-second")
     client = pulsar_client.connect(ws)
     client.subscribe(topic, SUBSCRIPTION, initial_position=pulsar.InitialPosition.Earliest).close()
     config = next(d for d in documents(EXAMPLES / "function.yaml") if d["kind"] == "ConfigMap")

@@ -62,12 +62,13 @@ class InProcessWatcher:
         self.client.close()
 
 
-def spawn_watcher(settings: Settings, log_path: Path, components: str = "watch",
-                  http_port: int = 0) -> subprocess.Popen[bytes]:
-    """`fmesh-events run --components <components>` as its own process, logging to log_path
-    (its HTTP endpoints off unless a port is given: several run side by side)."""
-    env = {
-        **os.environ,
+def operator_env(settings: Settings, http_port: int = 0,
+                 extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of `fmesh-events run` for a test, told everything by FMESH_* variables
+    as a Deployment would (none of the caller's own FMESH_* leak in); its HTTP endpoints off
+    unless a port is given, so several run side by side."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FMESH_")}
+    env.update({
         "FMESH_HTTP_PORT": str(http_port),
         "FMESH_KUBECONFIG": str(settings.kubeconfig),
         "FMESH_PULSAR_SERVICE_URL": settings.pulsar_service_url,
@@ -75,10 +76,121 @@ def spawn_watcher(settings: Settings, log_path: Path, components: str = "watch",
         "FMESH_SYSTEM_NAMESPACE": settings.system_namespace,
         "FMESH_WATCH_NAMESPACES": json.dumps(settings.watch_namespaces),
         "FMESH_LOG_LEVEL": "INFO",
-    }
+        **(extra or {}),
+    })
+    if settings.pulsar_auth_token is not None:
+        env["FMESH_PULSAR_AUTH_TOKEN"] = settings.pulsar_auth_token.get_secret_value()
+    return env
+
+
+def spawn_watcher(settings: Settings, log_path: Path, components: str = "watch",
+                  http_port: int = 0) -> subprocess.Popen[bytes]:
+    """`fmesh-events run --components <components>` as its own process, logging to log_path."""
     log = log_path.open("ab")
     return subprocess.Popen([sys.executable, "-m", "fmesh_events", "run", "--components", components],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
+                            env=operator_env(settings, http_port), stdout=log,
+                            stderr=subprocess.STDOUT)
+
+
+@contextmanager
+def running_operator(settings: Settings, log_path: Path,
+                     components: str = "watch,reconcile,scale") -> Iterator[subprocess.Popen[bytes]]:
+    """spawn_watcher for the length of a `with`, stopped with SIGTERM (then SIGKILL) after."""
+    process = spawn_watcher(settings, log_path, components=components)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+class Operator:
+    """`fmesh-events run` (every component) as a child process that can be stopped, killed and
+    started again; `with` starts and stops it. `env` adds FMESH_* settings."""
+
+    def __init__(self, settings: Settings, log_path: Path, max_attempts: int = 4,
+                 env: dict[str, str] | None = None) -> None:
+        self.env = operator_env(settings, extra={
+            "FMESH_RECONCILE_MAX_ATTEMPTS": str(max_attempts), "FMESH_LOG_FORMAT": "json",
+            **(env or {})})
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        self.started_at: list[float] = []  # wall times
+
+    def start(self) -> Operator:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "fmesh_events", "run"],
+                                         env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.starts += 1
+        self.started_at.append(time.time())
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL, as a node dies."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self, timeout: float = 90) -> int | None:
+        """SIGTERM, as Kubernetes stops a pod (SIGKILL after `timeout`); the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(30)
+        return self.proc.returncode
+
+    def __enter__(self) -> Operator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the process, from /proc."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def tracebacks(self) -> int:
+        return self.log_text().count("Traceback")
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:]) or "(no log)"
+
+    def wait(self, what: str, condition: Callable[[], bool], timeout: float = 180) -> float:
+        """Seconds until condition() holds; fails with the operator's log after timeout, or
+        at once when the operator exits."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"the operator exited ({self.proc.returncode}) while "
+                                     f"waiting for {what}:\n{self.tail()}")
+            if condition():
+                return time.monotonic() - started
+            time.sleep(0.5)
+        raise AssertionError(f"{what}: not within {timeout:.0f}s; operator log:\n{self.tail()}")
 
 
 def read_messages(settings: Settings, name: str) -> list[Any]:
