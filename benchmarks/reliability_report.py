@@ -111,6 +111,9 @@ def markdown(report: dict[str, Any]) -> str:
             f"into the operator's subscriptions) |",
             f"| operator backlog over the hold | median {_n(hold['backlog_median'])}, max "
             f"{_n(hold['backlog_max'])}, slope {_n(hold['backlog_slope_per_second'])} messages/s |",
+            f"| write -> its change on resource-events, over the hold | p50 "
+            f"{hold['lag_p50_seconds']:.2f} s, p99 {hold['lag_p99_seconds']:.2f} s, slope "
+            f"{hold['lag_slope']:+.4f} s/s |",
             f"| operator memory over the hold | {_n(load['rss_mb_start'])} MB -> "
             f"{_n(load['rss_mb_end'])} MB (max {_n(load['rss_mb_max'])}), slope "
             f"{load['rss_slope_mb_per_minute']:+.2f} MB/min |",

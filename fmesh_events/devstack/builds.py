@@ -5,7 +5,7 @@
   wrapper module (k8s.io/kubernetes replaces its staging modules with local paths, so it
   cannot be `go install`ed directly).
 - etcd: `go build` through a wrapper module (same reason).
-- KWOK: `go install`.
+- KWOK: `go build` of its module with one patch (pod deletes by UID; see KWOK_PATCH).
 
 Every build lands in a versioned directory with a `.complete` marker, so a second start
 finds it and does nothing.
@@ -215,18 +215,46 @@ def ensure_etcd(cache: Path, progress: Progress) -> Path:
     return binary
 
 
+# KWOK finishes a pod's deletion by name, with no UID precondition: when its informer is
+# behind (a busy control plane), the stale copy of a deleted pod kills the new pod of the
+# same name, which a StatefulSet makes at once; under load that loops for minutes. A kubelet
+# deletes with the pod's UID as precondition; so does our build (a stale delete gets 409).
+KWOK_PATCH = (
+    "err := c.typedClient.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, deleteOpt)",
+    "opt := deleteOpt\n\topt.Preconditions = metav1.NewUIDPreconditions(string(pod.UID))\n"
+    "\terr := c.typedClient.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, opt)",
+)
+KWOK_PATCHED_FILE = "pkg/kwok/controllers/pod_controller.go"
+
+
 def ensure_kwok(cache: Path, progress: Progress) -> Path:
-    home = cache / f"kwok-{KWOK_VERSION}"
+    home = cache / f"kwok-{KWOK_VERSION}-uid"
     binary = home / "bin" / "kwok"
     if _complete(home):
         return binary
     _require_go()
-    progress.say(f"building KWOK {KWOK_VERSION} from the Go module proxy")
+    progress.say(f"building KWOK {KWOK_VERSION} from the Go module proxy (pod deletes by UID)")
     home.mkdir(parents=True, exist_ok=True)
-    env = {**_go_env(), "GOBIN": str(home / "bin"), "GOFLAGS": ""}
-    _run(["go", "install", "-trimpath", "-ldflags", "-s -w",
-          f"sigs.k8s.io/kwok/cmd/kwok@v{KWOK_VERSION}"], home, progress, "go install kwok", env)
-    _mark_complete(home, {"kwok": KWOK_VERSION})
+    info = subprocess.run(["go", "mod", "download", "-json", f"sigs.k8s.io/kwok@v{KWOK_VERSION}"],
+                          capture_output=True, text=True, check=False, cwd="/",
+                          env={**os.environ, "GOFLAGS": "-mod=mod"})
+    if info.returncode != 0:
+        raise BuildError(f"go mod download sigs.k8s.io/kwok@v{KWOK_VERSION}: {info.stderr.strip()}")
+    src = home / "src"
+    shutil.rmtree(src, ignore_errors=True)
+    shutil.copytree(json.loads(info.stdout)["Dir"], src)
+    for path in src.rglob("*"):  # the module cache is read-only
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    target = src / KWOK_PATCHED_FILE
+    text = target.read_text()
+    if KWOK_PATCH[0] not in text:
+        raise BuildError(f"KWOK {KWOK_VERSION}: {KWOK_PATCHED_FILE} no longer has the pod delete "
+                         "to patch; look again at KWOK_PATCH in fmesh_events/devstack/builds.py")
+    target.write_text(text.replace(KWOK_PATCH[0], KWOK_PATCH[1], 1))
+    env = {**_go_env(), "GOFLAGS": "-mod=readonly"}
+    _run(["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(binary), "./cmd/kwok"],
+         src, progress, "go build kwok", env)
+    _mark_complete(home, {"kwok": KWOK_VERSION, "patch": "pod deletes with a UID precondition"})
     return binary
 
 

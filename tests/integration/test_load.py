@@ -2,12 +2,13 @@
 growing, held (10 minutes with --long), with the operator's memory sampled over the hold.
 
 The churn (tests/integration/churn.py: creates, updates, `kubectl scale`, deletes over a pool
-of Functions, Sources and Sinks) steps up through RATES; a step keeps up when the backlog of
-the operator's subscriptions does not grow over its second half (least-squares slope at most
-KEEP_UP_SLACK of what flows in, plus 1 message/s of noise). The highest step that keeps up is
-then held; over the hold the backlog must not grow either, the operator's memory must stay
-flat (its slope is reported), and afterwards the cluster converges to a fresh render of every
-CR. Figures go through tests/reliability.py.
+of Functions, Sources and Sinks, by WRITERS threads) steps up through the plan's rates; a step
+keeps up when, over its second half, the backlog of the operator's subscriptions does not grow
+(least-squares slope at most STEP_SLACK of what flows in, plus NOISE) and the watcher keeps up
+too (nine writes in ten have their change on resource-events within MAX_LAG_SECONDS). The
+highest step that keeps up is then held; over the hold the backlog must not grow either (by
+HOLD_SLACK), the operator's memory must stay flat (its slope is reported), and afterwards the
+cluster converges to a fresh render of every CR. Figures go through tests/reliability.py.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pulsar
 import pytest
 
-from fmesh_events import devstack, kube_client, pulsar_client
+from fmesh_events import devstack, events, kube_client, pulsar_client
 from fmesh_events.settings import Settings
 from tests.examples import example
 from tests.integration import churn
@@ -31,8 +33,10 @@ from tests.integration.watch_helpers import Operator, watch_settings
 from tests.reliability import report, slope
 from tests.secret_values import new_secret
 
-KEEP_UP_SLACK = 0.02  # of the messages flowing in per second
-NOISE = 1.0  # messages/s of slope that sampling alone can show
+# A step is short: only a clear deficit shows in its slope. The hold is long: a small one does.
+STEP_SLACK, HOLD_SLACK = 0.05, 0.02  # backlog growth allowed, of the messages flowing in
+NOISE = 2.0  # messages/s of slope that sampling a bursty backlog alone can show
+MAX_LAG_SECONDS = 1.0  # p90 from a write's answer to its change on resource-events
 MAX_MEMORY_GROWTH = 0.25  # of the mean RSS, over the whole hold
 SAMPLE_SECONDS = 2.0
 WRITERS = 4  # threads of the churn: one alone cannot write faster than the API server answers
@@ -47,13 +51,14 @@ class Plan:
     fill: int
 
 
-SHORT = Plan(rates=(4, 8, 16), step_seconds=40, hold_seconds=90, pool=300, fill=150)
+SHORT = Plan(rates=(4, 8, 16), step_seconds=45, hold_seconds=90, pool=300, fill=150)
 LONG = Plan(rates=(4, 8, 12, 16, 24, 32), step_seconds=60, hold_seconds=600, pool=400, fill=200)
 
 
 @dataclass(frozen=True)
 class Sample:
     at: float  # monotonic seconds
+    wall: float  # the same moment, wall time (writes and publish times are wall times)
     backlog: int
     messages_in: int
     rss_mb: float
@@ -64,6 +69,8 @@ class Sample:
 class Phase:
     rate: float
     samples: list[Sample]
+    lags: list[tuple[float, float]]  # (write time, seconds until its change was on the topic)
+    hold: bool = False
 
     @property
     def seconds(self) -> float:
@@ -80,8 +87,22 @@ class Phase:
         half = self.samples[len(self.samples) // 2:]
         return slope([(s.at, s.backlog) for s in half])
 
+    def lag_slope(self) -> float:
+        """Seconds of write-to-topic lag gained per second, over the second half."""
+        half = self.lags[len(self.lags) // 2:]
+        return slope(half)
+
+    def lag_quantile(self, q: float, second_half: bool = False) -> float:
+        lags = self.lags[len(self.lags) // 2:] if second_half else self.lags
+        ordered = sorted(lag for _at, lag in lags)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
     def keeps_up(self) -> bool:
-        return self.backlog_slope() <= NOISE + KEEP_UP_SLACK * self.per_second("messages_in")
+        """Neither the operator's subscriptions (their backlog does not grow) nor the watcher
+        (nine changes in ten on the topic within MAX_LAG_SECONDS) fall behind."""
+        slack = HOLD_SLACK if self.hold else STEP_SLACK
+        return (self.backlog_slope() <= NOISE + slack * self.per_second("messages_in")
+                and self.lag_quantile(0.9, second_half=True) <= MAX_LAG_SECONDS)
 
     def figures(self) -> dict[str, Any]:
         backlogs = sorted(s.backlog for s in self.samples)
@@ -90,24 +111,30 @@ class Phase:
             "messages_in_per_second": round(self.per_second("messages_in"), 1),
             "backlog_slope_per_second": round(self.backlog_slope(), 2),
             "backlog_median": backlogs[len(backlogs) // 2], "backlog_max": backlogs[-1],
+            "lag_p50_seconds": round(self.lag_quantile(0.5), 3),
+            "lag_p90_seconds": round(self.lag_quantile(0.9), 3),
+            "lag_p99_seconds": round(self.lag_quantile(0.99), 3),
+            "lag_slope": round(self.lag_slope(), 4),
             "seconds": round(self.seconds), "kept_up": self.keeps_up(),
         }
 
 
 @dataclass
 class Meter:
-    """Samples the operator's queue and memory every SAMPLE_SECONDS, in a thread."""
+    """Samples the operator's queue and memory every SAMPLE_SECONDS, and tails
+    resource-events for when each write's change got there, in threads."""
 
     admin: pulsar_client.PulsarAdmin
     settings: Settings
     operator: Operator
     load: churn.Churn
     samples: list[Sample] = field(default_factory=list)
+    published: dict[tuple[str, str], float] = field(default_factory=dict)  # -> publish time
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def sample(self) -> Sample:
         queues = churn.operator_queues(self.admin, self.settings).values()
-        return Sample(time.monotonic(), sum(q.backlog for q in queues),
+        return Sample(time.monotonic(), time.time(), sum(q.backlog for q in queues),
                       sum(q.messages_in for q in queues), self.operator.rss_bytes() / 2**20,
                       len(self.load.writes))
 
@@ -115,17 +142,41 @@ class Meter:
         while not self._stop.wait(SAMPLE_SECONDS):
             self.samples.append(self.sample())
 
-    def phase(self, rate: float, seconds: float) -> Phase:
+    def _tail(self) -> None:
+        client = pulsar_client.connect(self.settings)
+        try:
+            reader = client.create_reader(self.settings.topic(events.RESOURCE_EVENTS),
+                                          pulsar.MessageId.earliest)
+            while not self._stop.is_set():
+                try:
+                    message = reader.read_next(timeout_millis=500)
+                except pulsar.Timeout:
+                    continue
+                event = events.decode(message.data())
+                self.published[(event.key, event.resource_version)] = \
+                    message.publish_timestamp() / 1000
+        finally:
+            client.close()
+
+    def lags(self, start: float, end: float) -> list[tuple[float, float]]:
+        """(write time, lag) of every create, update and scale written in [start, end]; a
+        change not on the topic yet counts with the lag it has so far."""
+        now = time.time()
+        return [(w.at, self.published.get((w.key, w.resource_version), now) - w.at)
+                for w in list(self.load.writes) if start <= w.at <= end and w.op != "delete"]
+
+    def phase(self, rate: float, seconds: float, hold: bool = False) -> Phase:
         """Run the churn at `rate` for `seconds`; the samples taken meanwhile."""
         self.load.rate = rate
         start = self.sample()
         time.sleep(seconds)
         end = self.sample()
         inside = [s for s in self.samples if start.at < s.at < end.at]
-        return Phase(rate, [start, *inside, end])
+        return Phase(rate, [start, *inside, end], self.lags(start.wall, end.wall), hold)
 
     def __enter__(self) -> Meter:
         threading.Thread(target=self._run, daemon=True, name="meter").start()
+        threading.Thread(target=self._tail, daemon=True, name="tail").start()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -183,7 +234,7 @@ def test_the_largest_sustained_churn_holds_with_flat_memory(load_rig: LoadRig) -
         # Let what the last step left drain, then hold the chosen rate.
         rig.load.rate = 0
         churn.wait_drained(admin, rig.settings, 300)
-        hold = meter.phase(chosen, plan.hold_seconds)
+        hold = meter.phase(chosen, plan.hold_seconds, hold=True)
     rig.load.stop()
     memory = [(s.at / 60, s.rss_mb) for s in hold.samples]
     memory_slope = slope(memory)  # MB per minute
