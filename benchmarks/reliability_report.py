@@ -104,6 +104,9 @@ def markdown(report: dict[str, Any]) -> str:
         steps = ", ".join(f"{_n(s['writes_per_second'])}/s {'kept up' if s['kept_up'] else 'fell behind'}"
                           for s in load["steps"])
         hold = load["hold"]
+        for tried in load.get("holds_not_sustained") or []:
+            lines.append(f"| held, not sustained | {_n(tried['writes_per_second'])} writes/s: "
+                         f"backlog slope {_n(tried['backlog_slope_per_second'])} messages/s |")
         lines += [
             f"| steps (writes/s achieved) | {steps} |",
             f"| held | {_n(load['sustained_writes_per_second'])} writes/s for "

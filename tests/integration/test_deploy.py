@@ -9,24 +9,17 @@ import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from fmesh_events import devstack
+from tests.integration import deploy_rbac
 
-REPO = Path(__file__).resolve().parents[2]
-DEPLOY = REPO / "deploy"
-NAMESPACE, NAME = "fmesh-system", "fmesh-events"
-USER = f"system:serviceaccount:{NAMESPACE}:{NAME}"
+DEPLOY, NAMESPACE, NAME, USER = (deploy_rbac.DEPLOY, deploy_rbac.NAMESPACE, deploy_rbac.NAME,
+                                 deploy_rbac.USER)
 # The groups a real ServiceAccount token carries, so bindings to those groups count too.
 GROUPS = ["system:serviceaccounts", f"system:serviceaccounts:{NAMESPACE}", "system:authenticated"]
-RBAC_KINDS = ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding")
-# Marks objects this test created, so it never deletes an operator really deployed on the stack
-# and does clean up after an earlier run that was killed before its teardown.
-MARK = "fmesh-events.test/created-by"
 
 Perm = tuple[str, str, str]  # (group, resource[/subresource], verb)
 
@@ -50,48 +43,17 @@ FORBIDDEN: list[Perm] = [
 ]
 
 
-def _rendered(stack: devstack.StackInfo) -> list[dict[str, Any]]:
-    """deploy/ as kubectl's built-in kustomize builds it."""
-    out = stack.kubectl("kustomize", str(DEPLOY)).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
-
-
 def _granted(objects: list[dict[str, Any]]) -> list[Perm]:
     role = next(o for o in objects if o["kind"] == "ClusterRole")
     return sorted({(g, r, v) for rule in role["rules"] for g in rule["apiGroups"]
                    for r in rule["resources"] for v in rule["verbs"]})
 
 
-def _exists(stack: devstack.StackInfo, obj: dict[str, Any]) -> dict[str, Any] | None:
-    args = ["get", obj["kind"].lower(), obj["metadata"]["name"], "-o", "yaml"]
-    if "namespace" in obj["metadata"]:
-        args += ["-n", obj["metadata"]["namespace"]]
-    got = stack.kubectl(*args, check=False)
-    return yaml.safe_load(got.stdout) if got.returncode == 0 else None
-
-
 @pytest.fixture(scope="module")
 def rbac(stack: devstack.StackInfo) -> Iterator[list[dict[str, Any]]]:
-    """The Namespace, ServiceAccount, ClusterRole and binding from deploy/, applied for real
-    (marked as this test's), deleted afterwards. Yields the whole rendered kustomization."""
-    objects = _rendered(stack)
-    mine = [o for o in objects if o["kind"] in RBAC_KINDS]
-    assert sorted(o["kind"] for o in mine) == sorted(RBAC_KINDS)
-    for obj in mine:
-        existing = _exists(stack, obj)
-        if existing is not None and MARK not in (existing["metadata"].get("labels") or {}):
-            pytest.skip(f"{obj['kind']} {obj['metadata']['name']} already exists on this stack "
-                        "and is not this test's: not touching a real deployment")
-        if existing is not None and existing.get("status", {}).get("phase") == "Terminating":
-            stack.kubectl("wait", "--for=delete", f"namespace/{NAMESPACE}", "--timeout=90s")
-        obj["metadata"].setdefault("labels", {})[MARK] = "test_deploy"
-    manifest = yaml.safe_dump_all(mine)
-    stack.kubectl("apply", "-f", "-", input=manifest)
-    try:
+    """deploy/'s RBAC objects applied for real; yields the whole rendered kustomization."""
+    with deploy_rbac.applied(stack, "test_deploy") as objects:
         yield objects
-    finally:
-        stack.kubectl("delete", "-f", "-", "--ignore-not-found", "--wait=true", "--timeout=90s",
-                      input=manifest, check=False)
 
 
 def _dry_run_ok(stack: devstack.StackInfo, *flags: str) -> str:

@@ -6,9 +6,10 @@ of Functions, Sources and Sinks, by WRITERS threads) steps up through the plan's
 keeps up when, over its second half, the backlog of the operator's subscriptions does not grow
 (least-squares slope at most STEP_SLACK of what flows in, plus NOISE) and the watcher keeps up
 too (nine writes in ten have their change on resource-events within MAX_LAG_SECONDS). The
-highest step that keeps up is then held; over the hold the backlog must not grow either (by
-HOLD_SLACK), the operator's memory must stay flat (its slope is reported), and afterwards the
-cluster converges to a fresh render of every CR. Figures go through tests/reliability.py.
+highest step that keeps up is then held (and, if the hold shows it was not sustained, the next
+one down); over the hold the backlog must not grow either (by HOLD_SLACK), the operator's
+memory must stay flat (its slope is reported), and afterwards the cluster converges to a
+fresh render of every CR. Figures go through tests/reliability.py.
 """
 
 from __future__ import annotations
@@ -230,11 +231,17 @@ def test_the_largest_sustained_churn_holds_with_flat_memory(load_rig: LoadRig) -
                 break
         kept = [p for p in steps if p.keeps_up()]
         assert kept, f"the operator kept up with no step: {[p.figures() for p in steps]}"
-        chosen = kept[-1].rate
-        # Let what the last step left drain, then hold the chosen rate.
-        rig.load.rate = 0
-        churn.wait_drained(admin, rig.settings, 300)
-        hold = meter.phase(chosen, plan.hold_seconds, hold=True)
+        # A short step can pass by luck: hold the highest rate that kept up, and when the
+        # hold shows it was not sustained after all, the next one down.
+        holds: list[Phase] = []
+        for candidate in sorted({p.rate for p in kept}, reverse=True):
+            rig.load.rate = 0  # let what came before drain first
+            churn.wait_drained(admin, rig.settings, 300)
+            holds.append(meter.phase(candidate, plan.hold_seconds, hold=True))
+            print(f"[load] hold {holds[-1].figures()}")
+            if holds[-1].keeps_up():
+                break
+        hold = holds[-1]
     rig.load.stop()
     memory = [(s.at / 60, s.rss_mb) for s in hold.samples]
     memory_slope = slope(memory)  # MB per minute
@@ -243,6 +250,7 @@ def test_the_largest_sustained_churn_holds_with_flat_memory(load_rig: LoadRig) -
     converged = churn.wait_converged(rig.api, rig.namespace, (), 300)
     figures = {
         "steps": [p.figures() for p in steps], "hold": hold.figures(),
+        "holds_not_sustained": [h.figures() for h in holds[:-1]],
         "sustained_writes_per_second": round(hold.per_second("writes"), 2),
         "hold_minutes": round(hold.seconds / 60, 1),
         "rss_mb_start": round(hold.samples[0].rss_mb, 1),
@@ -254,7 +262,7 @@ def test_the_largest_sustained_churn_holds_with_flat_memory(load_rig: LoadRig) -
         "churn": rig.load.summary(), "operator_tracebacks": rig.operator.tracebacks(),
     }
     report("load", figures)
-    assert hold.keeps_up(), f"the backlog grew over the hold: {hold.figures()}"
+    assert hold.keeps_up(), f"no rate that kept up in a step held: {[h.figures() for h in holds]}"
     assert memory_slope * hold.seconds / 60 <= MAX_MEMORY_GROWTH * mean_rss, \
         f"memory grew {memory_slope:.2f} MB/min over the hold (mean {mean_rss:.0f} MB)"
     assert rig.operator.alive(), "the operator died under load"

@@ -43,17 +43,13 @@ from fmesh_events.devstack import builds, local
 from fmesh_events.devstack.progress import Progress
 from fmesh_events.settings import Settings
 from tests.examples import example
+from tests.integration import deploy_rbac as deploy_objects
 from tests.integration.watch_helpers import Operator, read_messages, read_topic, watch_settings
 from tests.reliability import report
 from tests.secret_values import new_secret, used_secrets
 
-REPO = Path(__file__).resolve().parents[2]
-DEPLOY = REPO / "deploy"
 GROUP = "compute.functionmesh.io"
-SA_NAMESPACE, SA_NAME = "fmesh-system", "fmesh-events"
-SA_USER = f"system:serviceaccount:{SA_NAMESPACE}:{SA_NAME}"
-RBAC_KINDS = ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding")
-MARK = "fmesh-events.test/created-by"  # as in test_deploy.py: objects a test made, and may delete
+SA_NAMESPACE, SA_NAME, SA_USER = deploy_objects.NAMESPACE, deploy_objects.NAME, deploy_objects.USER
 
 Perm = tuple[str, str, str]  # (API group, resource[/subresource], verb)
 
@@ -306,11 +302,6 @@ ALLOWED_UNSEEN: dict[Perm, str] = {
 }
 
 
-def _rendered_deploy(stack: devstack.StackInfo) -> list[dict[str, Any]]:
-    out = stack.kubectl("kustomize", str(DEPLOY)).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
-
-
 def granted(objects: list[dict[str, Any]]) -> dict[Perm, int]:
     """Each (group, resource, verb) the ClusterRole grants -> the index of its rule."""
     role = next(o for o in objects if o["kind"] == "ClusterRole")
@@ -320,30 +311,9 @@ def granted(objects: list[dict[str, Any]]) -> dict[Perm, int]:
 
 @pytest.fixture
 def deploy_rbac(stack: devstack.StackInfo) -> Iterator[list[dict[str, Any]]]:
-    """deploy/'s Namespace, ServiceAccount, ClusterRole and binding, applied for real and
-    deleted afterwards (never touching ones a real deployment made)."""
-    objects = _rendered_deploy(stack)
-    mine = [o for o in objects if o["kind"] in RBAC_KINDS]
-    assert sorted(o["kind"] for o in mine) == sorted(RBAC_KINDS)
-    for obj in mine:
-        args = ["get", obj["kind"].lower(), obj["metadata"]["name"], "-o", "json"]
-        if "namespace" in obj["metadata"]:
-            args += ["-n", obj["metadata"]["namespace"]]
-        got = stack.kubectl(*args, check=False)
-        existing = json.loads(got.stdout) if got.returncode == 0 else None
-        if existing is not None and MARK not in (existing["metadata"].get("labels") or {}):
-            pytest.skip(f"{obj['kind']} {obj['metadata']['name']} already exists on this stack "
-                        "and is not a test's: not touching a real deployment")
-        if existing is not None and (existing.get("status") or {}).get("phase") == "Terminating":
-            stack.kubectl("wait", "--for=delete", f"namespace/{SA_NAMESPACE}", "--timeout=120s")
-        obj["metadata"].setdefault("labels", {})[MARK] = "test_security"
-    manifest = yaml.safe_dump_all(mine)
-    stack.kubectl("apply", "-f", "-", input=manifest)
-    try:
+    """deploy/'s RBAC objects applied for real; yields the whole rendered kustomization."""
+    with deploy_objects.applied(stack, "test_security") as objects:
         yield objects
-    finally:
-        stack.kubectl("delete", "-f", "-", "--ignore-not-found", "--wait=true", "--timeout=120s",
-                      input=manifest, check=False)
 
 
 def _service_account_kubeconfig(stack: devstack.StackInfo, path: Path) -> Path:
