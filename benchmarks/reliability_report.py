@@ -79,7 +79,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "| fault, during a steady churn | CRs live | writes | kills / restarts | "
         "changes on resource-events (missing) | reconciles (two at once) | "
-        "converged after the fault |",
+        "converged after the churn stopped |",
         "|---|---|---|---|---|---|---|",
     ]
     for name in FAULTS:
@@ -95,7 +95,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {name} | {_n(f['crs_live'])} | {_n(churn['writes'])} | {_n(kills)} | "
             f"{_n(changes)}{via} ({_n(f['changes_missing'])}) | {_n(f['reconciles'])} "
             f"({_n(f['overlaps_while_a_process_joined'])} while a process joined) | "
-            f"{_n(f['seconds_to_converge_after_fault'])} s |")
+            f"{_n(f['seconds_to_converge_after_churn'])} s |")
     load = figures.get("load")
     lines += ["", "| load | figure |", "|---|---|"]
     if load is None:

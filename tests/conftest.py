@@ -52,7 +52,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     asked = [getattr(item.obj, "_hypothesis_internal_use_settings", None)  # type: ignore[attr-defined]
              for item in session.items
              if isinstance(item, pytest.Function) and hasattr(item.obj, "hypothesis")]
-    if asked and not session.testsfailed:
+    if asked:
         report("property tests", {"tests": len(asked),
                                   "max_examples": sum(s.max_examples for s in asked if s)})
 
