@@ -81,8 +81,8 @@ def watch_objects(api: client.ApiClient, resource: Resource, namespace: str | No
                             timeout_seconds=timeout_seconds,
                             label_selector=resource.label_selector or None)
     except client.ApiException as error:
-        if error.status == 410:
-            raise Gone(str(error.reason)) from error
+        if error.status == 410:  # the message (with the oldest version kept) is in the body
+            raise Gone(f"{error.reason}: {error.body}") from error
         raise
     try:
         pending = b""

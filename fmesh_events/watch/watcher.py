@@ -26,12 +26,14 @@ from fmesh_events.watch import kube_stream
 from fmesh_events.watch.convert import OWNED_SELECTOR, owner_key, to_event
 from fmesh_events.watch.kube_stream import Gone, Resource
 from fmesh_events.watch.publisher import LeadershipLost, TopicPublisher, object_key
+from fmesh_events.watch.resume import CatchUp, oldest_kept_version, plan_catch_up
 
 log = logging.getLogger("fmesh_events.watch")
 
 QUEUE_DEPTH = Gauge("fmesh_watch_queue_depth", "Changes seen but not yet handed to Pulsar")
 BEHIND = Gauge("fmesh_watch_behind", "1 while the queue is over 80% full")
 IS_LEADER = Gauge("fmesh_watch_leader", "1 while this process is the active watcher")
+CATCH_UP_WATCH_SECONDS = 5
 
 CR_RESOURCES = tuple(
     Resource(kind=kind, api_version=models.API_VERSION, plural=plural)
@@ -132,6 +134,7 @@ class Watcher:
                      checkpoint: dict[str, str], synced: threading.Semaphore) -> None:
         key = resource.kind if namespace is None else f"{resource.kind}/{namespace}"
         resource_version = checkpoint.get(key)
+        catch_up: CatchUp | None = None
         first = True
         backoff = 0.5
         while not self.stop.is_set():
@@ -145,21 +148,47 @@ class Watcher:
                 if first:
                     synced.release()
                     first = False
+                # While catching up, short watches: the API server sends a bookmark (with
+                # its current version) 2 s before a watch's timeout, which ends the catch-up
+                # when no event does.
+                timeout = (CATCH_UP_WATCH_SECONDS if catch_up is not None
+                           else self.options.watch_timeout_seconds)
                 for event_type, obj in kube_stream.watch_objects(
-                        self.api, resource, namespace, resource_version,
-                        self.options.watch_timeout_seconds):
-                    resource_version = obj.get("metadata", {}).get("resourceVersion",
-                                                                   resource_version)
+                        self.api, resource, namespace, resource_version, timeout):
+                    meta = obj.get("metadata", {})
+                    resource_version = meta.get("resourceVersion", resource_version)
+                    version = int(resource_version) if resource_version.isdigit() else 0
+                    if catch_up is not None and version > catch_up.until:
+                        self._end_catch_up(resource, publisher, key, catch_up)
+                        catch_up = None
                     if event_type == "BOOKMARK":
                         self._put(_Item(publisher, None, key, time.time(), resource_version))
-                    else:
+                    elif catch_up is None:
                         self._enqueue(resource, publisher, obj, EventType(event_type), key)
+                    else:
+                        okey = object_key(resource.kind, meta.get("namespace", ""),
+                                          meta.get("name", ""))
+                        catch_up.saw(okey, version)
+                        if not catch_up.is_known(okey, resource_version):
+                            self._enqueue(resource, publisher, obj, EventType(event_type), key)
+                    if catch_up is not None and version >= catch_up.until:
+                        self._end_catch_up(resource, publisher, key, catch_up)
+                        catch_up = None
                     if self.stop.is_set():
                         return
                 backoff = 0.5
-            except Gone:
-                log.info("watch expired; relisting", extra={"kind": resource.kind})
-                resource_version = None
+            except Gone as gone:
+                since = oldest_kept_version(str(gone))
+                if since is not None and catch_up is None:
+                    log.info("watch expired; resuming from the oldest version kept",
+                             extra={"kind": resource.kind, "from": resource_version,
+                                    "resume_at": since})
+                    catch_up = self._begin_catch_up(resource, publisher, namespace, key, since)
+                    resource_version = since
+                else:  # nothing kept to resume from (or it slid away meanwhile): relist
+                    log.info("watch expired; relisting", extra={"kind": resource.kind})
+                    catch_up = None
+                    resource_version = None
             except Exception as error:  # API server away or a broken stream: retry
                 if self.stop.is_set():
                     return
@@ -168,6 +197,32 @@ class Watcher:
                                                               "retry_in": backoff})
                 self.stop.wait(backoff + random.random() * backoff / 2)
                 backoff = min(backoff * 2, 30)
+
+    def _begin_catch_up(self, resource: Resource, publisher: TopicPublisher,
+                        namespace: str | None, checkpoint_key: str, since: str) -> CatchUp:
+        """List, publish RESYNC for what changed before `since` (no event will come for it),
+        and return what the watch from `since` must settle (see resume.py)."""
+        items, list_rv = kube_stream.list_objects(self.api, resource, namespace)
+        resync, catch_up = plan_catch_up(resource.kind, namespace, items, list_rv, since,
+                                         publisher.load_known())
+        for obj in resync:
+            self._enqueue(resource, publisher, obj, EventType.RESYNC, checkpoint_key)
+        log.info("listed for the catch-up", extra={
+            "kind": resource.kind, "objects": len(items), "published": len(resync),
+            "until": list_rv, "maybe_deleted_before": len(catch_up.vanished)})
+        return catch_up
+
+    def _end_catch_up(self, resource: Resource, publisher: TopicPublisher, checkpoint_key: str,
+                      catch_up: CatchUp) -> None:
+        """The watch passed the list's version: what vanished without an event in the window
+        was deleted before it; say so, at the list's version (see _relist)."""
+        for last in catch_up.vanished.values():
+            gone = last.event.model_copy(update={
+                "type": EventType.DELETED, "observed_time_ms": int(time.time() * 1000),
+                "resource_version": str(catch_up.until)})
+            self._put(_Item(publisher, gone, checkpoint_key, time.time()))
+        log.info("caught up", extra={"kind": resource.kind, "until": catch_up.until,
+                                     "deleted_before": len(catch_up.vanished)})
 
     def _relist(self, resource: Resource, publisher: TopicPublisher, namespace: str | None,
                 checkpoint_key: str, fresh: bool) -> str:

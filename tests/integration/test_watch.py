@@ -265,10 +265,10 @@ def test_pulsar_stopped_and_restarted_mid_stream(stack: devstack.StackInfo, sett
     assert len(keys) == 20 and set(keys.values()) == {1}
 
 
-def test_expired_checkpoint_relists_with_resync_and_deleted(stack: devstack.StackInfo,
-                                                           settings: Settings,
-                                                           namespace: str) -> None:
-    """410 Gone on resume: what changed while away comes as RESYNC, what vanished as DELETED."""
+def test_expired_checkpoint_catches_up_with_events_resync_and_deleted(
+        stack: devstack.StackInfo, settings: Settings, namespace: str) -> None:
+    """410 Gone on resume: what changed while away comes as its own event when the API server
+    still has it, else as RESYNC; what vanished as DELETED; what is unchanged, not at all."""
     from fmesh_events import pulsar_client
     from fmesh_events.watch.publisher import CHECKPOINT_PROPERTY
 
@@ -294,11 +294,52 @@ def test_expired_checkpoint_relists_with_resync_and_deleted(stack: devstack.Stac
     finally:
         client.close()
     with InProcessWatcher(ws):
-        wait_for("relist published", lambda: len(read_topic(ws, RESOURCE_EVENTS)) >= 7, 30)
+        wait_for("the changes while away published",
+                 lambda: len(read_topic(ws, RESOURCE_EVENTS)) >= 7, 30)
         time.sleep(2)
-    after = [(e.type.value, e.name) for _m, e in read_topic(ws, RESOURCE_EVENTS)[4:]]
-    assert sorted(after) == sorted([("RESYNC", "changed"), ("RESYNC", "added"),
-                                    ("DELETED", "removed")])
-    resynced = next(json.loads(e.object) for _m, e in read_topic(ws, RESOURCE_EVENTS)[4:]
-                    if e.name == "changed")
-    assert resynced["spec"]["clusterName"] == "while-away"
+    after = [e for _m, e in read_topic(ws, RESOURCE_EVENTS)[4:]]
+    types = {e.name: e.type for e in after}
+    assert sorted(e.name for e in after) == ["added", "changed", "removed"], after
+    assert types["changed"] in (EventType.MODIFIED, EventType.RESYNC)
+    assert types["added"] in (EventType.ADDED, EventType.RESYNC)
+    assert types["removed"] == EventType.DELETED
+    changed = next(json.loads(e.object) for e in after if e.name == "changed")
+    assert changed["spec"]["clusterName"] == "while-away"
+
+
+def test_api_server_restart_loses_no_change_made_and_undone_before_the_watcher_is_back(
+        stack: devstack.StackInfo, settings: Settings, namespace: str, tmp_path: Path) -> None:
+    """A CR created and deleted between the API server's restart and the watcher's return
+    reaches the topic: the watcher resumes from the oldest version the restarted API server
+    keeps instead of relisting (a relist never sees the CR)."""
+    if stack.backend != "local":
+        pytest.skip("restarting the API server is done through the local backend's processes")
+    ws = watch_settings(settings, namespace)
+    log = tmp_path / "watcher.log"
+    stack.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(_function("before")))
+    watcher = spawn_watcher(ws, log)
+    try:
+        wait_for("watcher active", lambda: "now the active watcher" in log.read_text(), 60)
+        wait_for("first publish", lambda: len(read_topic(ws, RESOURCE_EVENTS)) == 1, 60)
+        watcher.send_signal(signal.SIGSTOP)  # the watcher is "away" across the restart
+        try:
+            local.stop_process(stack, "kube-apiserver")
+            local.start_process(stack, "kube-apiserver")
+            wait_for("API server ready again", lambda: stack.kubectl(
+                "get", "--raw", "/readyz", check=False).returncode == 0, 120)
+            stack.kubectl("apply", "-n", namespace, "-f", "-",
+                          input=json.dumps(_function("fleeting")))
+            stack.kubectl("delete", "function", "fleeting", "-n", namespace)
+            stack.kubectl("delete", "function", "before", "-n", namespace)
+        finally:
+            watcher.send_signal(signal.SIGCONT)
+        wait_for("the changes made while away published",
+                 lambda: len(read_topic(ws, RESOURCE_EVENTS)) >= 4, 90)
+        time.sleep(2)
+        story = [(e.name, e.type) for _m, e in read_topic(ws, RESOURCE_EVENTS)]
+        assert story == [("before", EventType.ADDED), ("fleeting", EventType.ADDED),
+                         ("fleeting", EventType.DELETED), ("before", EventType.DELETED)], story
+        assert "resuming from the oldest version kept" in log.read_text()
+    finally:
+        watcher.kill()
+        watcher.wait()
