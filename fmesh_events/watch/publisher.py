@@ -191,8 +191,9 @@ class TopicPublisher:
             self.checkpoint[checkpoint_key] = _max_rv(self.checkpoint.get(checkpoint_key),
                                                       resource_version)
 
-    def publish(self, event: ChangeEvent, checkpoint_key: str, seen_at: float) -> None:
-        """Send asynchronously; blocks only while the client's own queue is full."""
+    def publish(self, event: ChangeEvent, checkpoint_key: str | None, seen_at: float) -> None:
+        """Send asynchronously; blocks only while the client's own queue is full. The
+        checkpoint of `checkpoint_key` moves to the event's version (None: it stays)."""
         if self.failure is not None:
             raise LeadershipLost(str(self.failure))
         producer = self.producer
@@ -201,8 +202,9 @@ class TopicPublisher:
         import time
 
         with self._lock:
-            self.checkpoint[checkpoint_key] = _max_rv(self.checkpoint.get(checkpoint_key),
-                                                      event.resource_version)
+            if checkpoint_key is not None:
+                self.checkpoint[checkpoint_key] = _max_rv(self.checkpoint.get(checkpoint_key),
+                                                          event.resource_version)
             if self.known is not None:
                 self._remember(self.known, event)
             properties = {CHECKPOINT_PROPERTY: json.dumps(self.checkpoint, sort_keys=True)}

@@ -40,11 +40,13 @@ class CatchUp:
     until: int
     # object key -> what the topic last said, for objects the list no longer has
     vanished: dict[str, KnownObject] = field(default_factory=dict)
-    # object key -> the version the topic already has (a resent event is not published twice)
-    published: dict[str, str] = field(default_factory=dict)
+    # object key -> the newest version of it the topic has
+    published: dict[str, int] = field(default_factory=dict)
 
-    def is_known(self, okey: str, resource_version: str) -> bool:
-        return self.published.get(okey) == resource_version
+    def already_published(self, okey: str, resource_version: int) -> bool:
+        """True for an event the topic has already (versions only grow per object): a catch-up
+        again after a watcher died in one does not publish twice."""
+        return resource_version <= self.published.get(okey, -1)
 
     def saw(self, okey: str, resource_version: int) -> None:
         """An event in the window: from here on the watch tells this object's story."""
@@ -73,7 +75,7 @@ def plan_catch_up(kind: str, namespace: str | None, items: list[dict[str, Any]],
     vanished = {okey: last for okey, last in known.items()
                 if last.kind == kind and not last.deleted and okey not in present
                 and (namespace is None or last.event.namespace == namespace)}
-    published = {okey: last.resource_version for okey, last in known.items()
-                 if last.kind == kind}
+    published = {okey: int(last.resource_version) for okey, last in known.items()
+                 if last.kind == kind and last.resource_version.isdigit()}
     return resync, CatchUp(since=oldest, until=max(int(list_version), oldest),
                            vanished=vanished, published=published)

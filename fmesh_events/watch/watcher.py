@@ -54,7 +54,7 @@ class _Item:
 
     publisher: TopicPublisher
     event: events.ChangeEvent | None
-    checkpoint_key: str
+    checkpoint_key: str | None  # None: the change does not move its stream's checkpoint
     seen_at: float
     resource_version: str = ""
 
@@ -161,16 +161,20 @@ class Watcher:
                     if catch_up is not None and version > catch_up.until:
                         self._end_catch_up(resource, publisher, key, catch_up)
                         catch_up = None
-                    if event_type == "BOOKMARK":
-                        self._put(_Item(publisher, None, key, time.time(), resource_version))
-                    elif catch_up is None:
-                        self._enqueue(resource, publisher, obj, EventType(event_type), key)
-                    else:
+                    if catch_up is None:
+                        if event_type == "BOOKMARK":
+                            self._put(_Item(publisher, None, key, time.time(), resource_version))
+                        else:
+                            self._enqueue(resource, publisher, obj, EventType(event_type), key)
+                    elif event_type != "BOOKMARK":
                         okey = object_key(resource.kind, meta.get("namespace", ""),
                                           meta.get("name", ""))
                         catch_up.saw(okey, version)
-                        if not catch_up.is_known(okey, resource_version):
-                            self._enqueue(resource, publisher, obj, EventType(event_type), key)
+                        if not catch_up.already_published(okey, version):
+                            # The checkpoint stays behind until the catch-up ends: a watcher
+                            # that dies in it catches up again, instead of resuming past the
+                            # DELETED it still owed.
+                            self._enqueue(resource, publisher, obj, EventType(event_type), None)
                     if catch_up is not None and version >= catch_up.until:
                         self._end_catch_up(resource, publisher, key, catch_up)
                         catch_up = None
@@ -205,8 +209,8 @@ class Watcher:
         items, list_rv = kube_stream.list_objects(self.api, resource, namespace)
         resync, catch_up = plan_catch_up(resource.kind, namespace, items, list_rv, since,
                                          publisher.load_known())
-        for obj in resync:
-            self._enqueue(resource, publisher, obj, EventType.RESYNC, checkpoint_key)
+        for obj in resync:  # the checkpoint stays behind, as in the catch-up's events
+            self._enqueue(resource, publisher, obj, EventType.RESYNC, None)
         log.info("listed for the catch-up", extra={
             "kind": resource.kind, "objects": len(items), "published": len(resync),
             "until": list_rv, "maybe_deleted_before": len(catch_up.vanished)})
@@ -221,6 +225,7 @@ class Watcher:
                 "type": EventType.DELETED, "observed_time_ms": int(time.time() * 1000),
                 "resource_version": str(catch_up.until)})
             self._put(_Item(publisher, gone, checkpoint_key, time.time()))
+        self._put(_Item(publisher, None, checkpoint_key, time.time(), str(catch_up.until)))
         log.info("caught up", extra={"kind": resource.kind, "until": catch_up.until,
                                      "deleted_before": len(catch_up.vanished)})
 
@@ -258,7 +263,7 @@ class Watcher:
         return list_rv
 
     def _enqueue(self, resource: Resource, publisher: TopicPublisher, obj: dict[str, Any],
-                 event_type: EventType, checkpoint_key: str) -> None:
+                 event_type: EventType, checkpoint_key: str | None) -> None:
         key = None
         if resource.label_selector:
             key = owner_key(obj)
@@ -296,7 +301,8 @@ class Watcher:
                         return
                     continue
                 if item.event is None:
-                    item.publisher.advance(item.checkpoint_key, item.resource_version)
+                    if item.checkpoint_key is not None:
+                        item.publisher.advance(item.checkpoint_key, item.resource_version)
                 else:
                     item.publisher.publish(item.event, item.checkpoint_key, item.seen_at)
                 QUEUE_DEPTH.set(self.queue.qsize())

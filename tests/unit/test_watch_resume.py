@@ -72,10 +72,14 @@ def test_all_namespaces_and_kinds() -> None:
 
 
 def test_an_event_the_topic_already_has_is_not_published_twice() -> None:
+    # A watcher that died in a catch-up had published up to version 55 of "a"; the next one
+    # catches up from 50 again and sees 52 and 55 once more, then 56 for the first time.
     known = _known((_function("a", 55), EventType.MODIFIED))
-    _resync, catch_up = plan_catch_up("Function", "ns", [_function("a", 55)], "80", "50", known)
-    assert catch_up.is_known("Function/ns/a", "55")
-    assert not catch_up.is_known("Function/ns/a", "56")
+    _resync, catch_up = plan_catch_up("Function", "ns", [_function("a", 56)], "80", "50", known)
+    assert catch_up.already_published("Function/ns/a", 52)
+    assert catch_up.already_published("Function/ns/a", 55)
+    assert not catch_up.already_published("Function/ns/a", 56)
+    assert not catch_up.already_published("Function/ns/new", 57)
 
 
 def test_a_list_older_than_the_oldest_version_still_ends() -> None:
