@@ -130,7 +130,7 @@ def run_one(base: Settings, stack: devstack.StackInfo, n: int, mode: str) -> dic
         while time.monotonic() < deadline:
             dead = [proc.args for proc in procs if proc.poll() is not None]
             if dead:
-                raise SystemExit(f"{mode}: an operator process exited early: {dead[0]} "
+                raise SystemExit(f"{mode}: an operator process exited early: {dead[0]!r} "
                                  f"(its log is in {logdir})")
             ready, sts = ready_counts(stack, namespace)
             if sts == n and all_sts_at is None:

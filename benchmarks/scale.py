@@ -226,12 +226,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "scale.json")
     args = parser.parse_args()
     with bench_stack() as (stack, base):
-        result = {"benchmark": "scale", "machine": f"{os.cpu_count()} cores",
-                  "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                  "reaction": reaction(stack, base, args.bursts),
-                  "admin_load": [admin_load(stack, base, int(n), args.minutes)
-                                 for n in args.sizes.split(",")],
-                  "published_defaults": {"hpa_sync_period_s": 15, "keda_polling_interval_s": 30}}
+        result: dict[str, Any] = {
+            "benchmark": "scale", "machine": f"{os.cpu_count()} cores",
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "reaction": reaction(stack, base, args.bursts),
+            "admin_load": [admin_load(stack, base, int(n), args.minutes)
+                           for n in args.sizes.split(",")],
+            "published_defaults": {"hpa_sync_period_s": 15, "keda_polling_interval_s": 30}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     reaction_row = result["reaction"]

@@ -49,7 +49,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     examples hypothesis was asked to generate for them."""
     from tests.reliability import report
 
-    asked = [getattr(item.obj, "_hypothesis_internal_use_settings", None)  # type: ignore[attr-defined]
+    asked = [getattr(item.obj, "_hypothesis_internal_use_settings", None)
              for item in session.items
              if isinstance(item, pytest.Function) and hasattr(item.obj, "hypothesis")]
     if asked:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ def report(test: str, figures: dict[str, Any]) -> None:
             handle.write(line + "\n")
 
 
-def slope(points: list[tuple[float, float]]) -> float:
+def slope(points: Sequence[tuple[float, float]]) -> float:
     """The least-squares slope of (x, y) points; 0 for fewer than two distinct x."""
     n = len(points)
     if n < 2:

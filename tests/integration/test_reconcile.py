@@ -111,8 +111,10 @@ def test_updates_scale_and_removed_entries_reach_the_children(stack: devstack.St
                    for e in mesh["spec"].get(field, [])]
         assert len(entries) >= 2
         for kind, entry in entries:
-            wait_for(f"{kind} {entry} created", lambda k=kind, e=entry: _get(
-                stack, "statefulset", f"{mesh_name}-{e}-{k}", namespace) is not None, 60)
+            def created(k: str = kind, e: str = entry) -> bool:
+                return _get(stack, "statefulset", f"{mesh_name}-{e}-{k}", namespace) is not None
+
+            wait_for(f"{kind} {entry} created", created, 60)
         kind, entry = entries[0]
         child = f"{mesh_name}-{entry}"
         before = _get(stack, "statefulset", f"{child}-{kind}", namespace)

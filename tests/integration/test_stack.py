@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import json
 import time
+from typing import TYPE_CHECKING
 
 from fmesh_events import devstack
 from fmesh_events.pulsar_client import PulsarAdmin, connect
 from fmesh_events.settings import Settings
+
+if TYPE_CHECKING:
+    import pulsar
 
 
 def test_pulsar_publishes_and_consumes(settings: Settings, topic_prefix: str) -> None:
@@ -65,7 +69,7 @@ def test_broker_deduplicates_by_sequence_id(settings: Settings, topic_prefix: st
         client.close()
 
 
-def _earliest():  # type: ignore[no-untyped-def]
+def _earliest() -> pulsar.MessageId:
     import pulsar
 
     return pulsar.MessageId.earliest

@@ -3,7 +3,9 @@ and environment; a missing stack is a clear error, not a traceback."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -20,7 +22,7 @@ def test_crds_command_prints_the_committed_crds() -> None:
     assert result.exit_code == 0, result.output
     printed = [doc for doc in yaml.safe_load_all(result.output) if doc]
     committed = [yaml.safe_load(p.read_text()) for p in sorted((REPO / "crds").glob("*.yaml"))]
-    key = lambda doc: doc["metadata"]["name"]  # noqa: E731
+    key: Callable[[dict[str, Any]], str] = lambda doc: doc["metadata"]["name"]  # noqa: E731
     assert sorted(printed, key=key) == sorted(committed, key=key), (
         "crds/ drifted from the models: run `fmesh-events crds --write crds/`"
     )

@@ -666,8 +666,9 @@ def test_names_must_fit_the_children_made_from_them(kind: str, name: str, ok: bo
 
 def test_mesh_names_must_fit_their_children() -> None:
     entry = {**_minimal_function()["spec"], "name": "f" * 20}
-    mesh = {"apiVersion": API_VERSION, "kind": "FunctionMesh", "metadata": {"name": "m" * 22},
-            "spec": {"functions": [entry]}}
+    mesh: dict[str, Any] = {"apiVersion": API_VERSION, "kind": "FunctionMesh",
+                            "metadata": {"name": "m" * 22},
+                            "spec": {"functions": [entry]}}
     FunctionMesh.model_validate(mesh)  # m*22 + "-" + f*20: 43 characters
     mesh["metadata"]["name"] = "m" * 23
     _refused(mesh, "spec.functions", FunctionMesh)

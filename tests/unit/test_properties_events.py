@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import string
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -136,7 +137,7 @@ def test_scale_signals_round_trip_and_reach_the_scaler(signal: dict[str, Any]) -
 
 
 # ------------------------------------------------------------------ what is not ours
-DECODERS = {
+DECODERS: dict[str, Callable[[bytes], object]] = {
     "reconcile: resource-events": lambda data: decode_change(data, events.RESOURCE_EVENTS),
     "reconcile: pod-events": lambda data: decode_change(data, events.POD_EVENTS),
     "reconcile: reconcile-requests": decode_request,

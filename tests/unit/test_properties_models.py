@@ -433,7 +433,7 @@ def _parent(doc: Any, path: tuple[Any, ...]) -> Any:
 def mutated_docs(draw: st.DrawFn) -> dict[str, Any]:
     """A valid CR with one to three random edits: a value replaced by any JSON, a field
     removed, an unknown field added."""
-    doc = draw(st.one_of(workload_docs(), mesh_docs()))
+    doc: dict[str, Any] = draw(st.one_of(workload_docs(), mesh_docs()))
     for _ in range(draw(st.integers(1, 3))):
         paths = [p for p in _paths(doc) if p[0] not in ("apiVersion", "kind")]
         path = draw(st.sampled_from(paths))

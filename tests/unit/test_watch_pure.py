@@ -101,8 +101,9 @@ def test_the_instance_command_line_never_carries_the_config_in_clear() -> None:
     function = example("function.yaml", "Function")
     function["metadata"].update(name="leak", namespace="ns")
     function["spec"]["funcConfig"] = {"password": "hunter2-in-userconfig"}
-    statefulset = next(o for o in render.render_workload(models.parse_resource(function))
-                       if o["kind"] == "StatefulSet")
+    model = models.parse_resource(function)
+    assert isinstance(model, models.Function)
+    statefulset = next(o for o in render.render_workload(model) if o["kind"] == "StatefulSet")
     assert "hunter2-in-userconfig" in json.dumps(statefulset)  # what the watcher sees
     redacted = redact(statefulset)
     assert "hunter2-in-userconfig" not in json.dumps(redacted)
