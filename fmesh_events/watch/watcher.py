@@ -25,7 +25,12 @@ from fmesh_events.events import EventType
 from fmesh_events.watch import kube_stream
 from fmesh_events.watch.convert import OWNED_SELECTOR, owner_key, to_event
 from fmesh_events.watch.kube_stream import Gone, Resource
-from fmesh_events.watch.publisher import LeadershipLost, TopicPublisher, object_key
+from fmesh_events.watch.publisher import (
+    KnownObject,
+    LeadershipLost,
+    TopicPublisher,
+    object_key,
+)
 from fmesh_events.watch.resume import CatchUp, oldest_kept_version, plan_catch_up
 
 log = logging.getLogger("fmesh_events.watch")
@@ -221,10 +226,7 @@ class Watcher:
         """The watch passed the list's version: what vanished without an event in the window
         was deleted before it; say so, at the list's version (see _relist)."""
         for last in catch_up.vanished.values():
-            gone = last.event.model_copy(update={
-                "type": EventType.DELETED, "observed_time_ms": int(time.time() * 1000),
-                "resource_version": str(catch_up.until)})
-            self._put(_Item(publisher, gone, checkpoint_key, time.time()))
+            self._put_deleted(publisher, last, str(catch_up.until), checkpoint_key)
         self._put(_Item(publisher, None, checkpoint_key, time.time(), str(catch_up.until)))
         log.info("caught up", extra={"kind": resource.kind, "until": catch_up.until,
                                      "deleted_before": len(catch_up.vanished)})
@@ -251,16 +253,20 @@ class Watcher:
         for okey, last in list(known.items()):
             in_scope = namespace is None or last.event.namespace == namespace
             if last.kind == resource.kind and in_scope and not last.deleted and okey not in present:
-                # The deletion's own version is not known: the list's says "gone by then"
-                # and keeps each object's versions growing on the topic.
-                gone = last.event.model_copy(update={
-                    "type": EventType.DELETED, "observed_time_ms": int(time.time() * 1000),
-                    "resource_version": list_rv})
-                self._put(_Item(publisher, gone, checkpoint_key, time.time()))
+                self._put_deleted(publisher, last, list_rv, checkpoint_key)
         self._put(_Item(publisher, None, checkpoint_key, time.time(), list_rv))
         log.info("listed", extra={"kind": resource.kind, "objects": len(items),
                                   "published": len(changed)})
         return list_rv
+
+    def _put_deleted(self, publisher: TopicPublisher, last: KnownObject, list_rv: str,
+                     checkpoint_key: str) -> None:
+        """DELETED for an object a list no longer has. The deletion's own version is not
+        known: the list's says "gone by then" and keeps each object's versions growing."""
+        gone = last.event.model_copy(update={
+            "type": EventType.DELETED, "observed_time_ms": int(time.time() * 1000),
+            "resource_version": list_rv})
+        self._put(_Item(publisher, gone, checkpoint_key, time.time()))
 
     def _enqueue(self, resource: Resource, publisher: TopicPublisher, obj: dict[str, Any],
                  event_type: EventType, checkpoint_key: str | None) -> None:
