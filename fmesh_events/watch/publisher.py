@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,6 +169,13 @@ class TopicPublisher:
                 self.known = known
             return self.known
 
+    def known_snapshot(self) -> dict[str, KnownObject]:
+        """A copy of load_known() to diff against: the publisher thread keeps updating the
+        original while the watch threads list."""
+        known = self.load_known()
+        with self._lock:
+            return dict(known)
+
     @staticmethod
     def _remember(known: dict[str, KnownObject], event: ChangeEvent) -> None:
         known[object_key(event.kind, event.namespace, event.name)] = KnownObject(
@@ -199,8 +207,6 @@ class TopicPublisher:
         producer = self.producer
         if producer is None:
             raise LeadershipLost(f"the producer of {self.topic} is closed")
-        import time
-
         with self._lock:
             if checkpoint_key is not None:
                 self.checkpoint[checkpoint_key] = _max_rv(self.checkpoint.get(checkpoint_key),

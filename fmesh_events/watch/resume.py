@@ -58,7 +58,9 @@ def plan_catch_up(kind: str, namespace: str | None, items: list[dict[str, Any]],
                   list_version: str, since: str, known: Mapping[str, KnownObject]
                   ) -> tuple[list[dict[str, Any]], CatchUp]:
     """(objects to publish RESYNC now, in version order; the catch-up to follow) for a watch
-    resumed from `since` after a list at `list_version`."""
+    resumed from `since` after a list at `list_version`. With `since` the list's own version
+    it is a plain relist's diff: everything differing is published now, and what vanished
+    is deleted at once."""
     oldest = int(since)
     resync: list[dict[str, Any]] = []
     present: set[str] = set()

@@ -213,7 +213,7 @@ class Watcher:
         and return what the watch from `since` must settle (see resume.py)."""
         items, list_rv = kube_stream.list_objects(self.api, resource, namespace)
         resync, catch_up = plan_catch_up(resource.kind, namespace, items, list_rv, since,
-                                         publisher.load_known())
+                                         publisher.known_snapshot())
         for obj in resync:  # the checkpoint stays behind, as in the catch-up's events
             self._enqueue(resource, publisher, obj, EventType.RESYNC, None)
         log.info("listed for the catch-up", extra={
@@ -236,24 +236,15 @@ class Watcher:
         """List, and publish what differs from what the topic last said (RESYNC for changed or
         new objects, DELETED for vanished ones); ADDED when the topic is new."""
         items, list_rv = kube_stream.list_objects(self.api, resource, namespace)
-        known = {} if fresh else publisher.load_known()
-        present = set()
-        changed = []
-        for obj in items:
-            meta = obj["metadata"]
-            okey = object_key(resource.kind, meta.get("namespace", ""), meta["name"])
-            present.add(okey)
-            last = known.get(okey)
-            if last is None or last.deleted or last.resource_version != meta["resourceVersion"]:
-                changed.append(obj)
-        changed.sort(key=lambda o: int(o["metadata"]["resourceVersion"]))
+        known = {} if fresh else publisher.known_snapshot()
+        # A relist is a catch-up from the list's own version: every object is settled now.
+        changed, settled = plan_catch_up(resource.kind, namespace, items, list_rv, list_rv,
+                                         known)
         for obj in changed:
             self._enqueue(resource, publisher, obj,
                           EventType.ADDED if fresh else EventType.RESYNC, checkpoint_key)
-        for okey, last in list(known.items()):
-            in_scope = namespace is None or last.event.namespace == namespace
-            if last.kind == resource.kind and in_scope and not last.deleted and okey not in present:
-                self._put_deleted(publisher, last, list_rv, checkpoint_key)
+        for last in settled.vanished.values():
+            self._put_deleted(publisher, last, list_rv, checkpoint_key)
         self._put(_Item(publisher, None, checkpoint_key, time.time(), list_rv))
         log.info("listed", extra={"kind": resource.kind, "objects": len(items),
                                   "published": len(changed)})
