@@ -31,6 +31,7 @@ DECISIONS = Counter("fmesh_scale_decisions_total", "Scale decisions", ["action",
 SUBSCRIPTION = "scale"
 HISTORY_SECONDS = 3900  # the longest window (3600 s) and policy period (1800 s), with margin
 WRITER = "fmesh-events scaler"
+CONFLICT_ATTEMPTS = 5  # reads and decisions per signal when /scale answers 409
 STATUS_REFRESH_MS = 60_000  # a new reason alone refreshes status.autoscaling at most this often
 
 
@@ -112,6 +113,7 @@ class Scaler:
         self.dead_letters: Any = None
         self.tail: Any = None
         self.handled = 0
+        self.conflicts = 0  # /scale writes refused with 409 and decided again
         self.caught_up = threading.Event()
         models.allow_deep_objects()  # read back whatever the API server stores
 
@@ -196,51 +198,52 @@ class Scaler:
         key = signal["key"]
         kind, namespace, name = key.split("/", 2)
         plural = models.PLURALS[kind]
-        try:
-            cr = self.custom.get_namespaced_custom_object(models.GROUP, models.VERSION, namespace,
-                                                          plural, name)
-            model = models.parse_resource(cr)
-        except client.ApiException as missing:
-            if missing.status != 404:
-                raise
-            self.history.forget(key)
-            self.consumer.acknowledge(message)
-            return
-        except ValidationError:
-            self.consumer.acknowledge(message)
-            return
-        if not isinstance(model, models.Function | models.Source | models.Sink):
-            self.consumer.acknowledge(message)
-            return
-        wanted = scale_spec.scale_spec(model)
-        if not wanted.enabled:
-            self.consumer.acknowledge(message)
-            return
-        current = int(model.spec.replicas if model.spec.replicas is not None else 1)
-        now = time.time()
-        recommendations, changes = self.history.of(key)
-        inputs = hpa.Inputs(
-            current=current, now=now,
-            cpu_utilizations=tuple(signal["cpuUtilizations"]), cpu_missing=signal["cpuMissing"],
-            cpu_unready=signal["cpuUnready"],
-            memory_utilizations=tuple(signal["memoryUtilizations"]),
-            memory_missing=signal["memoryMissing"], backlog=signal["backlog"],
-            cpu_available=signal["cpuServed"], memory_available=signal["cpuServed"])
-        decision = hpa.decide(wanted, inputs, recommendations, changes)
-        applied, error = False, None
-        version = cr["metadata"]["resourceVersion"]
-        if decision.desired != current:
+        # Read, decide, write /scale conditional on the version read. A 409 means the CR moved
+        # in between (the reconciler writing status, most often): read it again and decide
+        # again, as client-go's RetryOnConflict does, rather than drop the signal.
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            read = self._read(namespace, plural, name)
+            if read is None:
+                self.history.forget(key)
+                self.consumer.acknowledge(message)
+                return
+            cr, model = read
+            wanted = scale_spec.scale_spec(model)
+            if not wanted.enabled:
+                self.consumer.acknowledge(message)
+                return
+            current = int(model.spec.replicas if model.spec.replicas is not None else 1)
+            now = time.time()
+            recommendations, changes = self.history.of(key)
+            inputs = hpa.Inputs(
+                current=current, now=now,
+                cpu_utilizations=tuple(signal["cpuUtilizations"]),
+                cpu_missing=signal["cpuMissing"], cpu_unready=signal["cpuUnready"],
+                memory_utilizations=tuple(signal["memoryUtilizations"]),
+                memory_missing=signal["memoryMissing"], backlog=signal["backlog"],
+                cpu_available=signal["cpuServed"], memory_available=signal["cpuServed"])
+            decision = hpa.decide(wanted, inputs, recommendations, changes)
+            applied, error = False, None
+            version = cr["metadata"]["resourceVersion"]
+            if decision.desired == current:
+                break
             try:
                 # Conditional on the version decided on: a spec change in between (autoscaling
-                # turned off, say) wins, and the next signal decides again.
+                # turned off, say) wins, and the decision is made again on what it says now.
                 scaled = self.custom.patch_namespaced_custom_object_scale(
                     models.GROUP, models.VERSION, namespace, plural, name,
                     {"metadata": {"resourceVersion": version},
                      "spec": {"replicas": decision.desired}})
                 version = scaled["metadata"]["resourceVersion"]
                 applied = True
+                break
             except client.ApiException as failure:
                 error = f"/scale refused ({failure.status}): {failure.reason}"
+                if failure.status != 409:
+                    break
+                self.conflicts += 1
+                log.debug("/scale conflict; deciding again",
+                          extra={"key": key, "attempt": attempt, "version": version})
         record = self._record(signal, message, decision, wanted, applied, error, now)
         self.history.add(record)
         decision_id = str(self.decisions.send(
@@ -252,6 +255,23 @@ class Scaler:
         log.info("scale decision", extra={"key": key, "message_id": str(message.message_id()),
                                           "current": current, "desired": decision.desired,
                                           "applied": applied, "reason": decision.reason})
+
+    def _read(self, namespace: str, plural: str, name: str,
+              ) -> tuple[dict[str, Any], models.Function | models.Source | models.Sink] | None:
+        """The CR and its model; None when it is gone or is not a scalable kind it parses as."""
+        try:
+            cr = self.custom.get_namespaced_custom_object(models.GROUP, models.VERSION, namespace,
+                                                          plural, name)
+            model = models.parse_resource(cr)
+        except client.ApiException as missing:
+            if missing.status != 404:
+                raise
+            return None
+        except ValidationError:
+            return None
+        if not isinstance(model, models.Function | models.Source | models.Sink):
+            return None
+        return cr, model
 
     def _record(self, signal: dict[str, Any], message: Any, decision: hpa.Decision,
                 wanted: scale_spec.ScaleSpec, applied: bool, error: str | None,
@@ -293,11 +313,23 @@ class Scaler:
         if unchanged and (before.get("lastDecision") == decision.reason or recent):
             return
         namespace, name = cr["metadata"]["namespace"], cr["metadata"]["name"]
-        try:  # conditional on the version decided on (or our /scale write's): never stale
-            self.custom.patch_namespaced_custom_object_status(
-                models.GROUP, models.VERSION, namespace, plural, name,
-                {"metadata": {"resourceVersion": version}, "status": {"autoscaling": status}})
-        except client.ApiException as error:
-            if error.status != 409:  # 409: the CR moved on; the next decision writes it
-                log.warning("could not write status.autoscaling",
-                            extra={"key": record["key"], "error": str(error)})
+        for _attempt in range(CONFLICT_ATTEMPTS):
+            try:  # conditional on the version decided on (or our /scale write's): never stale
+                self.custom.patch_namespaced_custom_object_status(
+                    models.GROUP, models.VERSION, namespace, plural, name,
+                    {"metadata": {"resourceVersion": version}, "status": {"autoscaling": status}})
+                return
+            except client.ApiException as error:
+                if error.status != 409:
+                    log.warning("could not write status.autoscaling",
+                                extra={"key": record["key"], "error": str(error)})
+                    return
+            # 409: the CR moved on. The status still tells the truth while its replicas are the
+            # ones decided; when they are not, a newer decision (or a user) owns it.
+            read = self._read(namespace, plural, name)
+            if read is None:
+                return
+            now_cr, model = read
+            if (model.spec.replicas if model.spec.replicas is not None else 1) != decision.desired:
+                return
+            version = now_cr["metadata"]["resourceVersion"]

@@ -25,6 +25,7 @@ from tests.integration.watch_helpers import (
     read_messages,
     read_topic,
     running_operator,
+    scale_signal,
     wait_for,
     watch_settings,
 )
@@ -93,17 +94,6 @@ def _reconcile_record() -> bytes:
         "time": int(time.time() * 1000), "reconciler": "someone-else"})
 
 
-def _signal(key: str, backlog: int = 40, **changes: Any) -> dict[str, Any]:
-    return {"signalVersion": 1, "key": key, "time": int(time.time() * 1000), "trigger": "tick",
-            "currentReplicas": 1, "readyReplicas": 1, "cpuServed": False,
-            "cpuUtilizations": [], "cpuMissing": 0, "cpuUnready": 0, "memoryUtilizations": [],
-            "memoryMissing": 0, "backlog": backlog, "topics": [], "missing": [], **changes}
-
-
-def _encode_signal(signal: dict[str, Any]) -> bytes:
-    return events.encode_record(events.PARSED_SCALE_SIGNAL, signal)
-
-
 def _malformed(obj: dict[str, Any]) -> list[tuple[str, str, bytes, str]]:
     """(case, topic, payload, what the dead-letter reason must say) for every bad message.
     ``obj`` is a real Function as the API server returns it."""
@@ -119,7 +109,7 @@ def _malformed(obj: dict[str, Any]) -> list[tuple[str, str, bytes, str]]:
          "not a ChangeEvent"),
         ("other-schema-record", events.RESOURCE_EVENTS, _reconcile_record(), "not a ChangeEvent"),
         ("other-schema-signal", events.RESOURCE_EVENTS,
-         _encode_signal(_signal("Function/ns/f")), "not a ChangeEvent"),
+         scale_signal("Function/ns/f"), "not a ChangeEvent"),
         ("future-version", events.RESOURCE_EVENTS,
          events.encode(_change(obj, event_version=2)) + b"\x06new", "ChangeEvent version 2"),
         ("left-over-bytes", events.RESOURCE_EVENTS, good + b"\x00\x01", "left over"),
@@ -145,15 +135,15 @@ def _malformed(obj: dict[str, Any]) -> list[tuple[str, str, bytes, str]]:
         ("signal-empty", events.SCALE_SIGNALS, b"", "not a ScaleSignal (0 bytes)"),
         ("signal-other-schema", events.SCALE_SIGNALS, good, "not a ScaleSignal"),
         ("signal-future-version", events.SCALE_SIGNALS,
-         _encode_signal(_signal("Function/default/x", signalVersion=2)) + b"\x02", "version 2"),
-        ("signal-key-not-a-key", events.SCALE_SIGNALS, _encode_signal(_signal("nonsense")),
+         scale_signal("Function/default/x", signalVersion=2) + b"\x02", "version 2"),
+        ("signal-key-not-a-key", events.SCALE_SIGNALS, scale_signal("nonsense"),
          "key 'nonsense'"),
         ("signal-key-of-a-mesh", events.SCALE_SIGNALS,
-         _encode_signal(_signal("FunctionMesh/default/m")), "key 'FunctionMesh/default/m'"),
+         scale_signal("FunctionMesh/default/m"), "key 'FunctionMesh/default/m'"),
         ("signal-negative-backlog", events.SCALE_SIGNALS,
-         _encode_signal(_signal("Function/default/x", backlog=-5)), "negative"),
+         scale_signal("Function/default/x", backlog=-5), "negative"),
         ("signal-left-over-bytes", events.SCALE_SIGNALS,
-         _encode_signal(_signal("Function/default/x")) + b"\x00", "left over"),
+         scale_signal("Function/default/x") + b"\x00", "left over"),
     ]
 
 
@@ -198,7 +188,7 @@ def test_malformed_messages_are_dead_lettered_and_the_operator_goes_on(
             key = events.resource_key("Function", namespace, "first")
             producers[events.RESOURCE_EVENTS].send(events.encode(_change(stored)),
                                                    partition_key=key)
-            producers[events.SCALE_SIGNALS].send(_encode_signal(_signal(key)), partition_key=key)
+            producers[events.SCALE_SIGNALS].send(scale_signal(key), partition_key=key)
             # And garbage last, at the end of the topic the watcher reads back at start.
             producers[events.RESOURCE_EVENTS].send(b"\x13\x37 the end", partition_key="malformed/last")
 

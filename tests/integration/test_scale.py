@@ -22,6 +22,7 @@ from tests.integration.watch_helpers import (
     read_messages,
     reconciler,
     sampler_only,
+    scale_signal,
     scaler_only,
     wait_for,
     watch_settings,
@@ -237,3 +238,57 @@ def test_a_garbage_signal_goes_to_the_dead_letter_topic_and_the_scaler_goes_on(
         assert scaler.handled == 0
     reasons = [m.properties()["reason"] for m in read_messages(ws, events.SCALE_DLQ)]
     assert all(reasons), reasons
+
+
+def test_a_write_between_read_and_scale_is_decided_again_not_dropped(
+        settings: Settings, namespace: str, stack: devstack.StackInfo, topic_prefix: str) -> None:
+    """The reconciler writes status while the scaler decides: its /scale write, conditional on
+    the version it read, is refused with 409 by the real API server. The scaler reads again and
+    decides again; the signal is not lost (before, one signal lost this way stayed lost until the
+    next tick), and status.autoscaling is written despite a write right after /scale too."""
+    ws = watch_settings(settings, namespace)
+    pulsar_client.PulsarAdmin(ws).ensure_namespace(ws.system_namespace)
+    _apply(stack, namespace, _function("raced", topic_prefix + "in", minReplicas=1, maxReplicas=5,
+                                       autoscaling={"backlog": {"targetPerReplica": 10}}))
+    other = client.CustomObjectsApi(kube_client.api_client(ws))
+    writes = 0
+
+    def concurrent_status_write() -> None:  # what a reconciler does, on the real API server
+        nonlocal writes
+        writes += 1
+        other.patch_namespaced_custom_object_status(
+            "compute.functionmesh.io", "v1alpha1", namespace, "functions", "raced",
+            {"status": {"lastReconcileMessageId": f"concurrent-{writes}"}})
+
+    with scaler_only(ws) as scaler:
+        read, scale = (scaler.custom.get_namespaced_custom_object,
+                       scaler.custom.patch_namespaced_custom_object_scale)
+
+        def read_then_race(*args: Any, **kwargs: Any) -> Any:
+            got = read(*args, **kwargs)
+            if writes < 2:  # the first two reads are stale by the time /scale is written
+                concurrent_status_write()
+            return got
+
+        def scale_then_race(*args: Any, **kwargs: Any) -> Any:
+            got = scale(*args, **kwargs)
+            concurrent_status_write()  # and the version /scale answered is stale for status
+            return got
+
+        scaler.custom.get_namespaced_custom_object = read_then_race
+        scaler.custom.patch_namespaced_custom_object_scale = scale_then_race
+        client_ = pulsar_client.connect(ws)
+        try:
+            key = events.resource_key("Function", namespace, "raced")
+            client_.create_producer(ws.topic(events.SCALE_SIGNALS)).send(
+                scale_signal(key, backlog=40), partition_key=key)
+        finally:
+            client_.close()
+        wait_for("one decision", lambda: bool(_decisions(ws, "raced")), 30)
+    decision, = _decisions(ws, "raced")
+    assert decision["applied"] and decision["error"] is None, decision
+    assert scaler.conflicts == 2, scaler.conflicts
+    assert decision["desiredReplicas"] == 4 and _replicas(stack, namespace, "raced") == 4
+    cr = json.loads(stack.kubectl("get", "function", "raced", "-n", namespace, "-o", "json").stdout)
+    assert cr["status"]["autoscaling"]["desiredReplicas"] == 4, cr["status"]
+    assert cr["status"]["lastReconcileMessageId"] == "concurrent-3"

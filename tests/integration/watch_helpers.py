@@ -211,6 +211,15 @@ def read_topic(settings: Settings, name: str) -> list[tuple[Any, ChangeEvent]]:
     return [(message, events.decode(message.data())) for message in read_messages(settings, name)]
 
 
+def scale_signal(key: str, backlog: int = 40, **changes: Any) -> bytes:
+    """An encoded tick signal for ``key``: one ready replica, no CPU figures, ``backlog``."""
+    return events.encode_record(events.PARSED_SCALE_SIGNAL, {
+        "signalVersion": 1, "key": key, "time": int(time.time() * 1000), "trigger": "tick",
+        "currentReplicas": 1, "readyReplicas": 1, "cpuServed": False, "cpuUtilizations": [],
+        "cpuMissing": 0, "cpuUnready": 0, "memoryUtilizations": [], "memoryMissing": 0,
+        "backlog": backlog, "topics": [], "missing": [], **changes})
+
+
 def wait_for(what: str, condition: Callable[[], bool], timeout: float = 60) -> float:
     """Seconds it took for condition() to hold; fails the test after timeout."""
     started = time.monotonic()

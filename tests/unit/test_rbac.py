@@ -142,7 +142,7 @@ CALLS: dict[tuple[str, str, str], set[Perm]] = {
         need(AUTOSCALED, "list"),
     ("scale/sampler.py", "list_autoscaled", "list_cluster_custom_object(models.GROUP)"):
         need(AUTOSCALED, "list"),
-    ("scale/scaler.py", "handle", "get_namespaced_custom_object(models.GROUP)"):
+    ("scale/scaler.py", "_read", "get_namespaced_custom_object(models.GROUP)"):
         need(AUTOSCALED, "get"),
     ("scale/scaler.py", "handle", "patch_namespaced_custom_object_scale(models.GROUP)"):
         need(AUTOSCALED, "patch", sub="scale"),
