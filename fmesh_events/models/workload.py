@@ -262,6 +262,11 @@ class WorkloadSpec(SpecModel):
         "and maxReplicas.",
     )
 
+    @property
+    def replica_count(self) -> int:
+        """spec.replicas, 1 when unset (the scale subresource and the autoscaler write it)."""
+        return self.replicas if self.replicas is not None else 1
+
 
 class ConsumerFields(SpecModel):
     """Fields of a workload that consumes input topics (Function and Sink)."""

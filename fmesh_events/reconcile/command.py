@@ -180,11 +180,6 @@ def cluster_name(cr: Workload) -> str:
     return cr.spec.cluster_name or DEFAULT_CLUSTER
 
 
-def replicas(cr: Workload) -> int:
-    """spec.replicas, 1 when unset (the scale subresource and the autoscaler write it)."""
-    return cr.spec.replicas if cr.spec.replicas is not None else 1
-
-
 def log_topic_agent(cr: Workload) -> str:
     """Who ships logTopic: the runtime (Function default) or a filebeat sidecar (Source/Sink)."""
     if cr.spec.log_topic_agent:
@@ -481,7 +476,7 @@ def _subscription_position(position: str | None) -> str:
 
 
 def _parallelism(cr: Workload) -> int:
-    return replicas(cr) if cr.spec.show_precise_parallelism else 1
+    return cr.spec.replica_count if cr.spec.show_precise_parallelism else 1
 
 
 def _dead_letter_topic(cr: Function | Sink) -> str:

@@ -276,7 +276,7 @@ def _reconcile_workload(writer: KubeWriter, model: Any, cr: dict[str, Any], resu
     if statefulset is None:
         statefulset = writer.get("StatefulSet", namespace, render.statefulset_name(model))
     sts_status = (statefulset or {}).get("status") or {}
-    wanted = model.spec.replicas if model.spec.replicas is not None else 1
+    wanted = model.spec.replica_count
     ready = int(sts_status.get("readyReplicas") or 0)
     previous = (cr.get("status") or {}).get("conditions") or []
     # A status refresh only reads: it speaks for the generation last applied, not for a

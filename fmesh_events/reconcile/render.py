@@ -540,7 +540,7 @@ def render_statefulset(cr: Workload) -> dict[str, Any]:
     metadata = _metadata(cr, statefulset_name(cr))
     metadata["annotations"] = {POD_TEMPLATE_HASH: digest}
     spec: dict[str, Any] = {
-        "replicas": cmd.replicas(cr),
+        "replicas": cr.spec.replica_count,
         "selector": {"matchLabels": selector_labels(cr)},
         "template": template,
         "podManagementPolicy": "Parallel",

@@ -213,7 +213,7 @@ class Sampler:
         status = cr.get("status") or {}
         return {
             "signalVersion": 1, "key": key, "time": int(time.time() * 1000), "trigger": trigger,
-            "currentReplicas": int(model.spec.replicas if model.spec.replicas is not None else 1),
+            "currentReplicas": model.spec.replica_count,
             "readyReplicas": int(status.get("readyReplicas") or 0),
             "cpuServed": usage.served, "cpuUtilizations": usage.cpu, "cpuMissing": usage.cpu_missing,
             "cpuUnready": usage.unready, "memoryUtilizations": usage.memory,

@@ -65,6 +65,16 @@ def decode_signal(data: bytes) -> dict[str, Any]:
     return signal
 
 
+def signal_inputs(signal: dict[str, Any], current: int, now: float) -> hpa.Inputs:
+    """The HPA's inputs: the signal's metrics, with the replicas the CR has now."""
+    return hpa.Inputs(
+        current=current, now=now, cpu_utilizations=tuple(signal["cpuUtilizations"]),
+        cpu_missing=signal["cpuMissing"], cpu_unready=signal["cpuUnready"],
+        memory_utilizations=tuple(signal["memoryUtilizations"]),
+        memory_missing=signal["memoryMissing"], backlog=signal["backlog"],
+        cpu_available=signal["cpuServed"], memory_available=signal["cpuServed"])
+
+
 class History:
     """Per key: past recommendations (for the windows) and replica changes (for policies)."""
 
@@ -212,17 +222,11 @@ class Scaler:
             if not wanted.enabled:
                 self.consumer.acknowledge(message)
                 return
-            current = int(model.spec.replicas if model.spec.replicas is not None else 1)
+            current = model.spec.replica_count
             now = time.time()
             recommendations, changes = self.history.of(key)
-            inputs = hpa.Inputs(
-                current=current, now=now,
-                cpu_utilizations=tuple(signal["cpuUtilizations"]),
-                cpu_missing=signal["cpuMissing"], cpu_unready=signal["cpuUnready"],
-                memory_utilizations=tuple(signal["memoryUtilizations"]),
-                memory_missing=signal["memoryMissing"], backlog=signal["backlog"],
-                cpu_available=signal["cpuServed"], memory_available=signal["cpuServed"])
-            decision = hpa.decide(wanted, inputs, recommendations, changes)
+            decision = hpa.decide(wanted, signal_inputs(signal, current, now), recommendations,
+                                  changes)
             applied, error = False, None
             version = cr["metadata"]["resourceVersion"]
             if decision.desired == current:
@@ -330,6 +334,6 @@ class Scaler:
             if read is None:
                 return
             now_cr, model = read
-            if (model.spec.replicas if model.spec.replicas is not None else 1) != decision.desired:
+            if model.spec.replica_count != decision.desired:
                 return
             version = now_cr["metadata"]["resourceVersion"]
