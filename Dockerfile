@@ -1,4 +1,5 @@
-# The operator's image: `docker build -t <registry>/fmesh-events:<tag> .` (docs/deploy.md).
+# The operator's image: `DOCKER_BUILDKIT=1 docker build -t <registry>/fmesh-events:<tag> .`
+# (docs/deploy.md; `fmesh-events dev image` builds it for the dev stack's real node).
 # Runs `fmesh-events run` as uid 10001 on a read-only root filesystem (deploy/deployment.yaml
 # mounts an emptyDir at /tmp).
 FROM python:3.11-slim-bookworm
@@ -21,14 +22,22 @@ WORKDIR /src
 # Dependencies first, from the lock only: this layer is rebuilt when the pins change, not
 # on every source change. Every pinned package ships a manylinux wheel for amd64 and arm64,
 # so no compiler is needed.
+# A build behind a TLS-inspecting proxy passes its CA bundle as the optional BuildKit secret
+# `pip-cert` (`docker build --secret id=pip-cert,src=/etc/ssl/certs/ca-certificates.crt`):
+# pip trusts it for this step only and it never lands in a layer.
 COPY deploy/requirements.lock deploy/requirements.lock
-RUN pip install --no-cache-dir -r deploy/requirements.lock
+RUN --mount=type=secret,id=pip-cert,required=false \
+    if [ -s /run/secrets/pip-cert ]; then export PIP_CERT=/run/secrets/pip-cert; fi \
+ && pip install --no-cache-dir -r deploy/requirements.lock
 
 # The project itself, without resolving anything again (--no-deps): the lock is the whole
 # dependency set. README.md is read by the build (pyproject's readme).
 COPY pyproject.toml README.md ./
 COPY fmesh_events ./fmesh_events
-RUN pip install --no-cache-dir --no-deps . \
+# (The build backend, setuptools, is fetched for an isolated build: the same secret applies.)
+RUN --mount=type=secret,id=pip-cert,required=false \
+    if [ -s /run/secrets/pip-cert ]; then export PIP_CERT=/run/secrets/pip-cert; fi \
+ && pip install --no-cache-dir --no-deps . \
  && rm -rf /src
 
 WORKDIR /home/fmesh

@@ -112,7 +112,7 @@ def run_one(base: Settings, stack: devstack.StackInfo, n: int, mode: str) -> dic
     namespace = f"rb-{mode}-{n}-{secrets.token_hex(2)}"
     settings = base.model_copy(update={"system_namespace": f"public/rb-{secrets.token_hex(3)}"})
     pulsar_client.PulsarAdmin(settings).ensure_namespace(settings.system_namespace)
-    stack.kubectl("create", "namespace", namespace)
+    devstack.create_namespace(stack, namespace)
     logdir = Path(tempfile.mkdtemp(prefix=f"rb-{mode}-"))
     procs = start_operator(mode, settings, namespace, logdir)
     try:

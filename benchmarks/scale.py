@@ -91,7 +91,7 @@ def reaction(stack: devstack.StackInfo, base: Settings, bursts: int) -> dict[str
     settings = base.model_copy(update={"system_namespace": f"public/sb-{secrets.token_hex(3)}",
                                        "watch_namespaces": [namespace]})
     pulsar_client.PulsarAdmin(settings).ensure_namespace(settings.system_namespace)
-    stack.kubectl("create", "namespace", namespace)
+    devstack.create_namespace(stack, namespace)
     topic = f"persistent://public/default/sb-{secrets.token_hex(3)}"
     subscribe_all(settings, [topic])
     env = {**os.environ, "FMESH_KUBECONFIG": str(settings.kubeconfig),
@@ -173,7 +173,7 @@ def admin_load(stack: devstack.StackInfo, base: Settings, n: int,
     settings = base.model_copy(update={"system_namespace": f"public/sb-{secrets.token_hex(3)}",
                                        "watch_namespaces": [namespace]})
     pulsar_client.PulsarAdmin(settings).ensure_namespace(settings.system_namespace)
-    stack.kubectl("create", "namespace", namespace)
+    devstack.create_namespace(stack, namespace)
     prefix = f"persistent://public/default/sbl-{secrets.token_hex(3)}-"
     topics = [f"{prefix}{i}" for i in range(n)]
     print(f"admin load: {n} Functions and topics ...", file=sys.stderr)

@@ -68,7 +68,7 @@ def run_one(settings: Settings, stack: devstack.StackInfo, n: int, writers: int)
     settings = settings.model_copy(update={
         "system_namespace": f"public/bench-{secrets.token_hex(3)}",
         "watch_namespaces": [namespace]})
-    stack.kubectl("create", "namespace", namespace)
+    devstack.create_namespace(stack, namespace)
     pulsar_client.PulsarAdmin(settings).ensure_namespace(settings.system_namespace)
     env = {**os.environ, "FMESH_KUBECONFIG": str(settings.kubeconfig),
            "FMESH_PULSAR_SERVICE_URL": settings.pulsar_service_url,

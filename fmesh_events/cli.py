@@ -251,7 +251,8 @@ def dev_up(ctx: click.Context, backend: str, output: str) -> None:
 
     settings = _settings(ctx)
     try:
-        stack = devstack.up(_stack_dir(ctx), settings.cache_dir, backend, crds=_default_crds())
+        stack = devstack.up(_stack_dir(ctx), settings.cache_dir, backend, crds=_default_crds(),
+                            real_node=settings.real_node)
     except devstack.StackError as error:
         raise click.ClickException(str(error)) from error
     info = devstack.status(stack.dir)
@@ -281,6 +282,85 @@ def dev_env(ctx: click.Context, kubectl_path: bool) -> None:
     click.echo(f"export FMESH_KUBECONFIG={stack.kubeconfig}")
     click.echo(f"export FMESH_PULSAR_SERVICE_URL={stack.pulsar_service_url}")
     click.echo(f"export FMESH_PULSAR_ADMIN_URL={stack.pulsar_admin_url}")
+    if stack.real_node:
+        from fmesh_events.devstack import node
+
+        urls = node.in_cluster_urls()
+        click.echo("# pods on the real node reach the dev Pulsar at (a pulsarConfig ConfigMap's values):")
+        click.echo(f"export FMESH_POD_BROKER_SERVICE_URL={urls['brokerServiceURL']}")
+        click.echo(f"export FMESH_POD_WEB_SERVICE_URL={urls['webServiceURL']}")
+
+
+@dev.command("image")
+@click.option("--tag", default=__version__, show_default=True, help="Tag of the image.")
+@click.pass_context
+def dev_image(ctx: click.Context, tag: str) -> None:
+    """Build the operator's image from this checkout (Docker; a local base when none can be
+    pulled) and push it to the stack's registry as ghcr.io/fmesh-events/fmesh-events:<tag>,
+    where the real node pulls it (`kubectl apply -k deploy/`)."""
+    from fmesh_events import devstack
+    from fmesh_events.devstack import images
+    from fmesh_events.devstack.builds import BuildError
+    from fmesh_events.devstack.progress import Progress
+
+    settings = _settings(ctx)
+    source = Path(__file__).resolve().parent.parent
+    if not (source / "Dockerfile").exists():
+        raise click.ClickException(f"no Dockerfile in {source}: run this from a checkout")
+    try:
+        stack = devstack.StackInfo.load(_stack_dir(ctx))
+        local_tag = images.build_operator_image(source, tag, settings.cache_dir, Progress())
+        if stack.registry_port:
+            images.push_images(f"127.0.0.1:{stack.registry_port}",
+                               {local_tag: [(images.OPERATOR_IMAGE_REPOSITORY, tag)]}, Progress())
+    except (devstack.StackError, BuildError) as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"ghcr.io/{images.OPERATOR_IMAGE_REPOSITORY}:{tag}")
+
+
+@dev.command("roundtrip")
+@click.argument("input_topic")
+@click.argument("output_topic")
+@click.argument("messages", nargs=-1, required=True)
+@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for the output.")
+@click.pass_context
+def dev_roundtrip(ctx: click.Context, input_topic: str, output_topic: str, messages: tuple[str, ...],
+                  timeout: float) -> None:
+    """Send MESSAGES to INPUT_TOPIC and print what comes out on OUTPUT_TOPIC (one line each):
+    a quick look at functions processing messages. Exit 1 when fewer come out in time."""
+    import secrets
+    import time
+
+    import pulsar
+
+    from fmesh_events import pulsar_client
+
+    client = pulsar_client.connect(_settings(ctx))
+    try:
+        # String schema: what a function typed java.lang.String (the samples) registers.
+        string = pulsar.schema.StringSchema()
+        consumer = client.subscribe(output_topic, f"dev-roundtrip-{secrets.token_hex(3)}",
+                                    initial_position=pulsar.InitialPosition.Latest, schema=string)
+        producer = client.create_producer(input_topic, schema=string)
+        for message in messages:
+            producer.send(message)
+        click.echo(f"sent {len(messages)} message(s) to {input_topic}", err=True)
+        received = 0
+        deadline = time.monotonic() + timeout
+        while received < len(messages) and time.monotonic() < deadline:
+            try:
+                got = consumer.receive(timeout_millis=1000)
+            except pulsar.Timeout:
+                continue
+            consumer.acknowledge(got)
+            click.echo(got.value())
+            received += 1
+        consumer.unsubscribe()
+    finally:
+        client.close()
+    if received < len(messages):
+        raise click.ClickException(f"{received} of {len(messages)} came out on {output_topic} "
+                                   f"within {timeout:g}s")
 
 
 @dev.command("down")

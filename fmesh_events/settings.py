@@ -99,6 +99,11 @@ class Settings(BaseSettings):
         default="auto",
         description="Dev stack backend: local (processes), docker (testcontainers) or auto.",
     )
+    real_node: bool = Field(
+        default=True,
+        description="Local dev stack: run a real kubelet node (containerd, CNI, cluster DNS, "
+                    "metrics-server, the loopback image registry) beside the KWOK nodes.",
+    )
 
     log_level: str = Field(default="WARNING", description="Log level of the operator.")
     log_format: str = Field(default="json", description="json or text.")

@@ -74,7 +74,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devstack.StackIn
     base = Settings()
     stack_dir = tmp_path_factory.mktemp("stack")
     info = devstack.up(stack_dir, base.cache_dir, base.stack_backend,
-                       crds=sorted((REPO / "crds").glob("*.yaml")))
+                       crds=sorted((REPO / "crds").glob("*.yaml")), real_node=base.real_node)
     try:
         yield info
     finally:
@@ -103,9 +103,24 @@ def _slug(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def namespace(stack: devstack.StackInfo, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh Kubernetes namespace for one test, deleted afterwards (without waiting)."""
+    """A fresh Kubernetes namespace for one test, deleted afterwards (without waiting).
+
+    Its pods go to the KWOK nodes: tests about the operator's own behaviour (and their
+    hundreds of pods) need pods that report Ready, not instances that run.
+    """
     name = f"t-{_slug(request)}-{secrets.token_hex(2)}"[:63].rstrip("-")
-    stack.kubectl("create", "namespace", name)
+    devstack.create_namespace(stack, name, fake_nodes=True)
+    yield name
+    stack.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def real_namespace(stack: devstack.StackInfo, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace whose pods run on the real node: real instances, real messages."""
+    if not stack.real_node:
+        pytest.fail("this test needs the stack's real node (FMESH_REAL_NODE is off)")
+    name = f"r-{_slug(request)}-{secrets.token_hex(2)}"[:63].rstrip("-")
+    devstack.create_namespace(stack, name, fake_nodes=False)
     yield name
     stack.kubectl("delete", "namespace", name, "--wait=false", check=False)
 

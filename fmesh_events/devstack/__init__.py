@@ -7,30 +7,42 @@ Public surface: `up`, `down`, `status`, `StackInfo`, `StackError`.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
 
-from fmesh_events.devstack import builds, docker, local
+from fmesh_events.devstack import builds, docker, images, local, node
 from fmesh_events.devstack.progress import Progress
 from fmesh_events.devstack.state import StackError, StackInfo
 
-__all__ = ["StackError", "StackInfo", "apply_crds", "choose_backend", "down", "status", "up"]
+__all__ = [
+    "StackError", "StackInfo", "apply_crds", "choose_backend", "create_namespace", "down", "status", "up",
+]
 
 
 def choose_backend(requested: str) -> str:
-    """`local` or `docker`; `auto` picks docker only when a Docker engine answers."""
+    """`local` or `docker`; `auto` picks local when Go can build it, else docker when an
+    engine answers (the real node builds its images with a Docker engine that cannot pull,
+    so an engine alone does not mean testcontainers' images can be had)."""
     if requested in ("local", "docker"):
         return requested
     if requested != "auto":
         raise StackError(f"unknown stack backend {requested!r}: use local, docker or auto")
-    return "docker" if docker.docker_available() else "local"
+    if shutil.which("go") is None and docker.docker_available():
+        return "docker"
+    return "local"
 
 
 def up(stack_dir: Path, cache_dir: Path, backend: str = "auto",
-       progress: Progress | None = None, crds: list[Path] | None = None) -> StackInfo:
-    """Start the stack in `stack_dir` (which must not hold a running stack) and apply CRDs."""
+       progress: Progress | None = None, crds: list[Path] | None = None,
+       real_node: bool = True) -> StackInfo:
+    """Start the stack in `stack_dir` (which must not hold a running stack) and apply CRDs.
+
+    With `real_node` (local backend) a kubelet node runs beside the KWOK nodes; see node.py.
+    """
     progress = progress or Progress()
     started = time.monotonic()
     existing = _running(stack_dir)
@@ -47,12 +59,27 @@ def up(stack_dir: Path, cache_dir: Path, backend: str = "auto",
             tool = builds.ensure_toolchain(cache_dir, progress)
             stack.kubectl_path = str(tool.kubectl)
             stack.versions = tool.versions
-            local.start_pulsar(tool, stack)
+            node_ip = None
+            if real_node:
+                node.claim(stack)
+                stack.real_node = True
+                node.setup_network()
+                node_ip = node.NODE_IP
+            local.start_pulsar(tool, stack, advertised_address=node_ip)
             stack.save()
-            local.start_kubernetes(tool, stack, progress)
+            if real_node:
+                # Images first (the registry they go to outlives the stack in the cache),
+                # while Pulsar starts.
+                built = images.build_images(cache_dir, progress)
+                registry_port = stack.registry_port = local.start_registry(tool, stack, cache_dir)
+                images.push_images(f"127.0.0.1:{registry_port}", built, progress)
+            local.start_kubernetes(tool, stack, progress, node_ip=node_ip)
             stack.save()
             local.wait_pulsar(stack)
             progress.say(f"Pulsar ready at {stack.pulsar_service_url} (admin {stack.pulsar_admin_url})")
+            if real_node:
+                node.start(tool, stack, progress, registry_port)
+                stack.save()
         if crds:
             apply_crds(stack, crds)
             progress.say(f"applied {len(crds)} CRD file(s)")
@@ -81,6 +108,16 @@ def apply_crds(stack: StackInfo, crds: list[Path], timeout: float = 60) -> None:
             time.sleep(0.5)
 
 
+def create_namespace(stack: StackInfo, name: str, fake_nodes: bool = True) -> None:
+    """A namespace whose pods all go to the KWOK nodes (`fake_nodes`: tests and benchmarks
+    with many pods, whose instances need not run), or a plain one, whose pods go wherever
+    the scheduler puts them: the real node, beside a tainted KWOK pair."""
+    annotations = node.FAKE_NODE_NAMESPACE_ANNOTATIONS if fake_nodes else {}
+    manifest = {"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": name, "annotations": annotations}}
+    stack.kubectl("create", "-f", "-", input=json.dumps(manifest))
+
+
 def _running(stack_dir: Path) -> StackInfo | None:
     try:
         stack = StackInfo.load(stack_dir)
@@ -101,6 +138,8 @@ def down(stack: StackInfo) -> None:
     if stack.backend == "docker":
         docker.down(stack)
     else:
+        if stack.real_node:
+            node.stop(stack)
         local.stop(stack)
     # Keep the pids: `dev status` then reports each process as stopped.
     stack.containers.clear()

@@ -6,6 +6,9 @@
   cannot be `go install`ed directly).
 - etcd: `go build` through a wrapper module (same reason).
 - KWOK: `go build` of its module with one patch (pod deletes by UID; see KWOK_PATCH).
+- For the real node: kubelet and kube-proxy (same wrapper as the control plane), the image
+  registry (distribution), CoreDNS with only the plugins a cluster domain needs, and
+  metrics-server, each through a small wrapper module.
 
 Every build lands in a versioned directory with a `.complete` marker, so a second start
 finds it and does nothing.
@@ -13,6 +16,7 @@ finds it and does nothing.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -20,7 +24,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
 
@@ -30,8 +34,15 @@ PULSAR_VERSION = "4.0.7"  # 4.0.8 lacks jetcd-core-shaded on Maven Central
 KUBERNETES_VERSION = "1.34.4"
 ETCD_VERSION = "3.6.16"
 KWOK_VERSION = "0.7.0"
+# The real node's parts beside the kubelet, each from the Go module proxy.
+REGISTRY_VERSION = "3.1.2"  # github.com/distribution/distribution/v3: the image registry
+COREDNS_VERSION = "1.15.0"
+METRICS_SERVER_VERSION = "0.8.0"
 
-KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+KUBE_COMMANDS = (
+    "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl",
+    "kubelet", "kube-proxy",  # the real node
+)
 
 
 class BuildError(RuntimeError):
@@ -49,6 +60,16 @@ class Toolchain:
     kube_scheduler: Path
     kubectl: Path
     kwok: Path
+    kubelet: Path
+    kube_proxy: Path
+    registry: Path
+    coredns: Path
+    metrics_server: Path
+
+    @classmethod
+    def pulsar_only(cls, pulsar_lib: Path) -> Toolchain:
+        """A toolchain for starting a Pulsar alone (a second broker in a test)."""
+        return cls(pulsar_lib, *(Path() for f in fields(cls) if f.name != "pulsar_lib"))
 
     @property
     def versions(self) -> dict[str, str]:
@@ -57,6 +78,9 @@ class Toolchain:
             "kubernetes": KUBERNETES_VERSION,
             "etcd": ETCD_VERSION,
             "kwok": KWOK_VERSION,
+            "registry": REGISTRY_VERSION,
+            "coredns": COREDNS_VERSION,
+            "metrics-server": METRICS_SERVER_VERSION,
         }
 
 
@@ -158,12 +182,13 @@ def _kube_wrapper_gomod() -> str:
 def ensure_kubernetes(cache: Path, progress: Progress) -> dict[str, Path]:
     home = cache / f"kubernetes-{KUBERNETES_VERSION}"
     bins = {name: home / "bin" / name for name in KUBE_COMMANDS}
-    if _complete(home):
+    # A cache from before the real node has no kubelet: build what is missing.
+    if _complete(home) and all(path.exists() for path in bins.values()):
         return bins
     _require_go()
     progress.say(
-        f"building Kubernetes {KUBERNETES_VERSION} (kube-apiserver, kube-controller-manager, "
-        "kube-scheduler, kubectl) from the Go module proxy; a cold build takes 15-30 min on 2 cores"
+        f"building Kubernetes {KUBERNETES_VERSION} ({', '.join(KUBE_COMMANDS)}) from the Go "
+        "module proxy; a cold build takes 15-30 min on 2 cores"
     )
     src = home / "src"
     src.mkdir(parents=True, exist_ok=True)
@@ -258,6 +283,81 @@ def ensure_kwok(cache: Path, progress: Progress) -> Path:
     return binary
 
 
+def _wrapper_build(cache: Path, progress: Progress, name: str, version: str, require: str,
+                   package: str, main_go: str | None = None) -> Path:
+    """`go build` one program of a module from the Go module proxy through a wrapper module.
+
+    A wrapper (rather than `go install`) keeps the build reproducible in our cache and lets a
+    program be assembled from a module's packages (CoreDNS with a chosen plugin list).
+    """
+    home = cache / f"{name}-{version}"
+    binary = home / "bin" / name
+    if _complete(home) and binary.exists():
+        return binary
+    _require_go()
+    progress.say(f"building {name} {version} from the Go module proxy")
+    src = home / "src"
+    shutil.rmtree(src, ignore_errors=True)
+    src.mkdir(parents=True)
+    (src / "go.mod").write_text(
+        f"module fmesh-events/{name}-build\n\ngo 1.24.0\n\nrequire {require}\n"
+    )
+    if main_go is None:
+        (src / "tools.go").write_text(f'//go:build tools\n\npackage tools\n\nimport _ "{package}"\n')
+        target = package
+    else:
+        (src / "main.go").write_text(main_go)
+        target = "."
+    _run(["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(binary), target],
+         src, progress, f"go build {name}", _go_env())
+    _mark_complete(home, {name: version})
+    return binary
+
+
+def ensure_registry(cache: Path, progress: Progress) -> Path:
+    """distribution's registry: the node's image source, on loopback (no outside registry)."""
+    return _wrapper_build(
+        cache, progress, "registry", REGISTRY_VERSION,
+        f"github.com/distribution/distribution/v3 v{REGISTRY_VERSION}",
+        "github.com/distribution/distribution/v3/cmd/registry",
+    )
+
+
+# CoreDNS's own main imports every plugin (cloud DNS providers among them); a cluster domain
+# needs these. The order is the directive order: it decides which plugin sees a query first.
+COREDNS_PLUGINS = ("reload", "bind", "ready", "health", "errors", "log", "cache", "kubernetes", "loop")
+
+
+def _short_hash(parts: Sequence[str]) -> str:
+    """A cache directory's suffix naming a variant of a build (here, a plugin list)."""
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:8]
+
+
+def ensure_coredns(cache: Path, progress: Progress) -> Path:
+    imports = "".join(f'\t_ "github.com/coredns/coredns/plugin/{p}"\n' for p in COREDNS_PLUGINS)
+    directives = ", ".join(f'"{p}"' for p in COREDNS_PLUGINS)
+    main_go = (
+        "package main\n\nimport (\n"
+        '\t"github.com/coredns/coredns/core/dnsserver"\n'
+        '\t"github.com/coredns/coredns/coremain"\n'
+        f"{imports})\n\n"
+        f"func init() {{ dnsserver.Directives = []string{{{directives}}} }}\n\n"
+        "func main() { coremain.Run() }\n"
+    )
+    return _wrapper_build(
+        cache, progress, "coredns", f"{COREDNS_VERSION}-{_short_hash(COREDNS_PLUGINS)}",
+        f"github.com/coredns/coredns v{COREDNS_VERSION}", "", main_go,
+    )
+
+
+def ensure_metrics_server(cache: Path, progress: Progress) -> Path:
+    return _wrapper_build(
+        cache, progress, "metrics-server", METRICS_SERVER_VERSION,
+        f"sigs.k8s.io/metrics-server v{METRICS_SERVER_VERSION}",
+        "sigs.k8s.io/metrics-server/cmd/metrics-server",
+    )
+
+
 def _require_go() -> None:
     if shutil.which("go") is None:
         raise BuildError("the dev stack builds Kubernetes, etcd and KWOK with Go 1.24+: `go` is not on PATH")
@@ -270,6 +370,9 @@ def ensure_toolchain(cache: Path, progress: Progress) -> Toolchain:
     etcd = ensure_etcd(cache, progress)
     kwok = ensure_kwok(cache, progress)
     kube = ensure_kubernetes(cache, progress)
+    registry = ensure_registry(cache, progress)
+    coredns = ensure_coredns(cache, progress)
+    metrics_server = ensure_metrics_server(cache, progress)
     return Toolchain(
         pulsar_lib=lib,
         etcd=etcd,
@@ -278,4 +381,9 @@ def ensure_toolchain(cache: Path, progress: Progress) -> Toolchain:
         kube_scheduler=kube["kube-scheduler"],
         kubectl=kube["kubectl"],
         kwok=kwok,
+        kubelet=kube["kubelet"],
+        kube_proxy=kube["kube-proxy"],
+        registry=registry,
+        coredns=coredns,
+        metrics_server=metrics_server,
     )

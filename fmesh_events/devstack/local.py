@@ -34,11 +34,18 @@ from importlib import resources
 from pathlib import Path
 
 from fmesh_events.devstack.builds import Toolchain
+from fmesh_events.devstack.node import (
+    FAKE_NODE_LABEL,
+    FAKE_NODE_TAINT_KEY,
+    NODE_PROCESSES,
+    unmount_under,
+)
 from fmesh_events.devstack.progress import Progress
 from fmesh_events.devstack.state import StackError, StackInfo
 
 PROCESS_ORDER = (
     "pulsar", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
+    *NODE_PROCESSES,
 )
 NODE_COUNT = 2
 
@@ -49,7 +56,12 @@ AUDIT_LOG = "kube-apiserver-audit.log"
 # Admission plugins on top of the defaults. OwnerReferencesPermissionEnforcement (on in
 # OpenShift) makes an ownerReference with blockOwnerDeletion require `update` on the owner's
 # finalizers, so the operator's RBAC is checked as strictly as the strictest cluster does.
-EXTRA_ADMISSION_PLUGINS = ("OwnerReferencesPermissionEnforcement",)
+#
+# PodNodeSelector and PodTolerationRestriction let a namespace send all its pods to the KWOK
+# nodes (node.FAKE_NODE_NAMESPACE_ANNOTATIONS): tests and benchmarks with hundreds of pods.
+EXTRA_ADMISSION_PLUGINS = (
+    "OwnerReferencesPermissionEnforcement", "PodNodeSelector", "PodTolerationRestriction",
+)
 
 # Pulsar with token authentication: the role of the broker's own client and of the stack's
 # admin calls, always a super-user.
@@ -69,16 +81,19 @@ def _asset(name: str) -> str:
     return (resources.files("fmesh_events.devstack") / "assets" / name).read_text()
 
 
-def _spawn(name: str, cmd: list[str], stack: StackInfo, cwd: Path | None = None) -> int:
+def spawn(name: str, cmd: list[str], stack: StackInfo, cwd: Path | None = None,
+          env: dict[str, str] | None = None) -> int:
     """Start one process of the stack, remembering how, so it can be restarted."""
     workdir = cwd or stack.dir
     log = (stack.dir / "logs" / f"{name}.log").open("ab")
     proc = subprocess.Popen(
         cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL, start_new_session=True,
+        stdin=subprocess.DEVNULL, start_new_session=True, env={**os.environ, **(env or {})},
     )
     stack.pids[name] = proc.pid
     stack.commands[name] = [str(workdir), *cmd]
+    if env:
+        stack.envs[name] = env
     return proc.pid
 
 
@@ -101,13 +116,13 @@ def start_process(stack: StackInfo, name: str) -> None:
         raise StackError(f"{name} cannot be restarted: this stack was started by an older "
                          "fmesh-events; `fmesh-events dev down` and `dev up` again")
     workdir, *cmd = stack.commands[name]
-    _spawn(name, cmd, stack, cwd=Path(workdir))
+    spawn(name, cmd, stack, cwd=Path(workdir), env=stack.envs.get(name))
     stack.save()
     if name == "pulsar":
         wait_pulsar(stack)
 
 
-def _wait(what: str, check: Callable[[], bool], timeout: float, stack: StackInfo,
+def wait(what: str, check: Callable[[], bool], timeout: float, stack: StackInfo,
           process: str | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -122,7 +137,7 @@ def _wait(what: str, check: Callable[[], bool], timeout: float, stack: StackInfo
     raise StackError(f"{what} not ready after {timeout:.0f}s{hint}")
 
 
-def _http_ok(url: str, token: str | None = None, ca: Path | None = None,
+def http_ok(url: str, token: str | None = None, ca: Path | None = None,
              expect: str | None = None) -> bool:
     request = urllib.request.Request(url)
     if token:
@@ -139,22 +154,42 @@ def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
-def _make_pki(pki: Path) -> None:
-    """A CA, the API server's serving certificate for 127.0.0.1, and service-account keys."""
+def _make_pki(pki: Path, extra_ips: tuple[str, ...] = ()) -> None:
+    """A CA, the API server's serving certificate (127.0.0.1 and `extra_ips`), service-account
+    keys, and the front proxy's CA and client certificate (API aggregation: metrics-server)."""
     pki.mkdir(parents=True, exist_ok=True)
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
              "-days", "3650", "-subj", "/CN=fmesh-events-dev-ca", cwd=pki)
-    (pki / "san.ext").write_text(
-        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
-        "DNS:kubernetes.default.svc,IP:10.0.0.1\nextendedKeyUsage=serverAuth\n"
+    issue_certificate(
+        pki, pki / "apiserver", "kube-apiserver", ips=("127.0.0.1", "10.0.0.1", *extra_ips),
+        dns=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
     )
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "apiserver.key", "-out",
-             "apiserver.csr", "-subj", "/CN=kube-apiserver", cwd=pki)
-    _openssl("x509", "-req", "-in", "apiserver.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-             "-CAcreateserial", "-out", "apiserver.crt", "-days", "3650", "-extfile", "san.ext",
-             cwd=pki)
     _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "front-proxy-ca.key",
+             "-out", "front-proxy-ca.crt", "-days", "3650", "-subj", "/CN=fmesh-events-front-proxy-ca",
+             cwd=pki)
+    issue_certificate(pki, pki / "front-proxy-client", FRONT_PROXY_CLIENT, client=True,
+                      ca="front-proxy-ca")
+
+
+FRONT_PROXY_CLIENT = "front-proxy-client"
+
+
+def issue_certificate(pki: Path, out: Path, common_name: str, ips: tuple[str, ...] = (),
+                      dns: tuple[str, ...] = (), client: bool = False, ca: str = "ca") -> None:
+    """<out>.key and <out>.crt signed by <pki>/<ca>.crt: a server certificate for the names
+    given, or a client certificate."""
+    sans = [f"IP:{ip}" for ip in ips] + [f"DNS:{name}" for name in dns]
+    ext = out.with_suffix(".ext")
+    ext.write_text(
+        (f"subjectAltName={','.join(sans)}\n" if sans else "")
+        + f"extendedKeyUsage={'clientAuth' if client else 'serverAuth'}\n"
+    )
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{out}.key", "-out", f"{out}.csr",
+             "-subj", f"/CN={common_name}", cwd=pki)
+    _openssl("x509", "-req", "-in", f"{out}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
+             "-CAcreateserial", "-out", f"{out}.crt", "-days", "3650", "-extfile", str(ext), cwd=pki)
 
 
 def _kubeconfig(server: str, ca: Path, token: str) -> str:
@@ -177,7 +212,10 @@ current-context: fmesh-dev
 """
 
 
-def _node_manifest(name: str) -> str:
+def _node_manifest(name: str, tainted: bool) -> str:
+    # Beside a real node, the fake ones take only pods that tolerate them.
+    taints = (f"spec:\n  taints: [{{key: {FAKE_NODE_TAINT_KEY}, value: \"true\", effect: NoSchedule}}]\n"
+              if tainted else "")
     return f"""apiVersion: v1
 kind: Node
 metadata:
@@ -193,7 +231,7 @@ metadata:
 status:
   allocatable: {{cpu: "1000", memory: 4Ti, pods: "20000"}}
   capacity: {{cpu: "1000", memory: 4Ti, pods: "20000"}}
-"""
+{taints}"""
 
 
 def _java_command(tool: Toolchain, stack_dir: Path, conf: Path, bookie_port: int) -> list[str]:
@@ -264,13 +302,17 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def start_pulsar(tool: Toolchain, stack: StackInfo, auth_token_secret: str | None = None,
-                 super_users: tuple[str, ...] = ()) -> None:
+                 super_users: tuple[str, ...] = (), advertised_address: str | None = None) -> None:
     """Pulsar standalone with functions worker and stream storage off; data under the stack.
 
     With `auth_token_secret` (the HS256 secret key, at least 32 bytes), token authentication
     and authorization are on: `pulsar_token(secret, role)` makes a client's token; the roles
     PULSAR_ADMIN_ROLE and `super_users` are super-users, any other role may do only what it
     is granted. The admin token is kept in <stack>/pulsar/admin.token (`pulsar_admin_token`).
+
+    With `advertised_address` (the real node's bridge address) the broker listens on every
+    address and tells clients that one, which pods and host processes both reach; else it
+    stays on loopback.
     """
     root = stack.dir / "pulsar"
     for sub in ("data", "tmp"):
@@ -280,6 +322,8 @@ def start_pulsar(tool: Toolchain, stack: StackInfo, auth_token_secret: str | Non
     values = {
         "BROKER_PORT": str(broker_port), "WEB_PORT": str(web_port),
         "BOOKIE_PORT": str(bookie_port), "DATA_DIR": str(root / "data"),
+        "BIND_ADDRESS": "0.0.0.0" if advertised_address else "127.0.0.1",
+        "ADVERTISED_ADDRESS": advertised_address or "127.0.0.1",
         "AUTH_ENABLED": "false", "AUTH_PROVIDERS": "", "TOKEN_SECRET_KEY": "",
         "SUPER_USERS": "", "CLIENT_AUTH_PLUGIN": "", "CLIENT_AUTH_PARAMS": "",
     }
@@ -298,7 +342,7 @@ def start_pulsar(tool: Toolchain, stack: StackInfo, auth_token_secret: str | Non
         _admin_token_file(stack).unlink(missing_ok=True)
     (root / "log4j2.xml").write_text(_asset("log4j2.xml"))
     # The bookie's journal and ledgers go to ./data/standalone relative to the working dir.
-    _spawn(
+    spawn(
         "pulsar", _java_command(tool, stack.dir, root / "standalone.conf", bookie_port),
         stack, cwd=root,
     )
@@ -308,8 +352,8 @@ def start_pulsar(tool: Toolchain, stack: StackInfo, auth_token_secret: str | Non
 
 def wait_pulsar(stack: StackInfo, timeout: float = 180) -> None:
     token = pulsar_admin_token(stack)
-    _wait("Pulsar broker",
-          lambda: _http_ok(f"{stack.pulsar_admin_url}/admin/v2/clusters", token,
+    wait("Pulsar broker",
+          lambda: http_ok(f"{stack.pulsar_admin_url}/admin/v2/clusters", token,
                            expect="standalone"),
           timeout, stack, "pulsar")
 
@@ -333,16 +377,21 @@ rules:
 """
 
 
-def start_kubernetes(tool: Toolchain, stack: StackInfo, progress: Progress) -> None:
-    """etcd + kube-apiserver, then controller-manager, scheduler and KWOK with fake nodes."""
+def start_kubernetes(tool: Toolchain, stack: StackInfo, progress: Progress,
+                     node_ip: str | None = None) -> None:
+    """etcd + kube-apiserver, then controller-manager, scheduler and KWOK with fake nodes.
+
+    With `node_ip` (a real node comes next) the API server also listens there, so pods reach
+    it through the `kubernetes` Service, and the KWOK nodes are tainted.
+    """
     pki = stack.dir / "pki"
-    _make_pki(pki)
+    _make_pki(pki, extra_ips=(node_ip,) if node_ip else ())
     token = secrets.token_hex(16)
     (pki / "tokens.csv").write_text(f'{token},admin,admin,"system:masters"\n')
 
     etcd_port, etcd_peer = free_port(), free_port()
     etcd_url = f"http://127.0.0.1:{etcd_port}"
-    _spawn("etcd", [
+    spawn("etcd", [
         str(tool.etcd), "--name", "fmesh-dev", "--data-dir", str(stack.dir / "etcd"),
         "--listen-client-urls", etcd_url, "--advertise-client-urls", etcd_url,
         "--listen-peer-urls", f"http://127.0.0.1:{etcd_peer}",
@@ -351,21 +400,34 @@ def start_kubernetes(tool: Toolchain, stack: StackInfo, progress: Progress) -> N
         "--listen-metrics-urls", f"http://127.0.0.1:{free_port()}",
         "--unsafe-no-fsync", "--log-level", "warn",
     ], stack)
-    _wait("etcd", lambda: _http_ok(f"{etcd_url}/health", expect="true"), 60, stack, "etcd")
+    wait("etcd", lambda: http_ok(f"{etcd_url}/health", expect="true"), 60, stack, "etcd")
     progress.say("etcd ready")
 
     api_port = free_port()
     server = f"https://127.0.0.1:{api_port}"
     (pki / "audit-policy.yaml").write_text(_audit_policy())
-    _spawn("kube-apiserver", [
+    spawn("kube-apiserver", [
         str(tool.kube_apiserver),
         f"--etcd-servers={etcd_url}", f"--cert-dir={pki}",
         f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
         f"--client-ca-file={pki / 'ca.crt'}",
-        f"--secure-port={api_port}", "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+        f"--secure-port={api_port}",
+        f"--bind-address={'0.0.0.0' if node_ip else '127.0.0.1'}",
+        f"--advertise-address={node_ip or '127.0.0.1'}",
         "--service-cluster-ip-range=10.0.0.0/24", "--allow-privileged=true",
-        "--disable-admission-plugins=ServiceAccount",
         f"--enable-admission-plugins={','.join(EXTRA_ADMISSION_PLUGINS)}",
+        # API aggregation (metrics-server): the API server proxies with a client certificate
+        # of the front proxy's CA, and routes to the Endpoints' address directly.
+        f"--requestheader-client-ca-file={pki / 'front-proxy-ca.crt'}",
+        f"--requestheader-allowed-names={FRONT_PROXY_CLIENT}",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-username-headers=X-Remote-User",
+        f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+        f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
+        "--enable-aggregator-routing=true",
+        # logs and exec reach a kubelet by the address it registered, never a DNS lookup.
+        "--kubelet-preferred-address-types=InternalIP",
         "--authorization-mode=RBAC",
         f"--audit-policy-file={pki / 'audit-policy.yaml'}",
         f"--audit-log-path={audit_log_path(stack)}", "--audit-log-maxsize=0",
@@ -377,7 +439,7 @@ def start_kubernetes(tool: Toolchain, stack: StackInfo, progress: Progress) -> N
     ], stack)
     stack.kubeconfig = stack.dir / "kubeconfig"
     stack.kubeconfig.write_text(_kubeconfig(server, pki / "ca.crt", token))
-    _wait("kube-apiserver", lambda: _http_ok(f"{server}/readyz", token, pki / "ca.crt"), 120,
+    wait("kube-apiserver", lambda: http_ok(f"{server}/readyz", token, pki / "ca.crt"), 120,
           stack, "kube-apiserver")
     progress.say(f"kube-apiserver ready at {server}")
 
@@ -386,7 +448,7 @@ def start_kubernetes(tool: Toolchain, stack: StackInfo, progress: Progress) -> N
               f"--authorization-kubeconfig={kubeconfig}", "--leader-elect=false",
               "--bind-address=127.0.0.1"]
     kcm_port, sched_port = free_port(), free_port()
-    _spawn("kube-controller-manager", [
+    spawn("kube-controller-manager", [
         str(tool.kube_controller_manager), *common, f"--secure-port={kcm_port}",
         f"--service-account-private-key-file={pki / 'sa.key'}",
         f"--root-ca-file={pki / 'ca.crt'}", "--use-service-account-credentials=false",
@@ -398,11 +460,11 @@ def start_kubernetes(tool: Toolchain, stack: StackInfo, progress: Progress) -> N
         # would have all its pods marked NotReady, and KWOK does not mark them Ready again.
         "--node-monitor-grace-period=1h",
     ], stack)
-    _spawn("kube-scheduler", [
+    spawn("kube-scheduler", [
         str(tool.kube_scheduler), *common, f"--secure-port={sched_port}",
         "--kube-api-qps=200", "--kube-api-burst=400",
     ], stack)
-    _spawn("kwok", [
+    spawn("kwok", [
         str(tool.kwok), f"--kubeconfig={kubeconfig}",
         "--manage-all-nodes=false",
         "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
@@ -411,13 +473,14 @@ def start_kubernetes(tool: Toolchain, stack: StackInfo, progress: Progress) -> N
     ], stack)
     for name, port in (("kube-controller-manager", kcm_port), ("kube-scheduler", sched_port)):
         url = f"https://127.0.0.1:{port}/healthz"
-        _wait(name, lambda url=url: _http_ok(url), 60, stack, name)  # type: ignore[misc]
+        wait(name, lambda url=url: http_ok(url), 60, stack, name)  # type: ignore[misc]
     progress.say("kube-controller-manager and kube-scheduler ready")
 
-    nodes = "---\n".join(_node_manifest(f"kwok-node-{i}") for i in range(NODE_COUNT))
+    nodes = "---\n".join(_node_manifest(f"kwok-node-{i}", tainted=node_ip is not None)
+                         for i in range(NODE_COUNT))
     stack.kubectl("apply", "-f", "-", input=nodes)
-    _wait("KWOK nodes Ready", lambda: _nodes_ready(stack), 60, stack, "kwok")
-    _wait("default ServiceAccount", lambda: stack.kubectl(
+    wait("KWOK nodes Ready", lambda: _nodes_ready(stack), 60, stack, "kwok")
+    wait("default ServiceAccount", lambda: stack.kubectl(
         "get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0,
         60, stack, "kube-controller-manager")
     progress.say(f"{NODE_COUNT} KWOK nodes Ready")
@@ -425,7 +488,7 @@ def start_kubernetes(tool: Toolchain, stack: StackInfo, progress: Progress) -> N
 
 def _nodes_ready(stack: StackInfo) -> bool:
     out = stack.kubectl(
-        "get", "nodes", "-o",
+        "get", "nodes", "-l", FAKE_NODE_LABEL, "-o",
         'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{" "}{end}',
     ).stdout.split()
     return len(out) == NODE_COUNT and all(s == "True" for s in out)
@@ -447,6 +510,23 @@ def stop(stack: StackInfo, timeout: float = 20) -> None:
                 os.killpg(pid, signal.SIGKILL)
 
 
+def start_registry(tool: Toolchain, stack: StackInfo, cache: Path) -> int:
+    """The real node's image registry on loopback; its storage is in the cache."""
+    from fmesh_events.devstack.images import registry_config
+
+    port = free_port()
+    storage = cache / "registry-storage"
+    storage.mkdir(parents=True, exist_ok=True)
+    config = stack.dir / "registry.yaml"
+    config.write_text(registry_config(storage, port))
+    # distribution v3 traces with OpenTelemetry when asked: nothing is exported from here.
+    spawn("registry", [str(tool.registry), "serve", str(config)], stack,
+          env={"OTEL_TRACES_EXPORTER": "none", "OTEL_SDK_DISABLED": "true"})
+    wait("image registry", lambda: http_ok(f"http://127.0.0.1:{port}/v2/"), 30, stack, "registry")
+    return port
+
+
 def wipe(stack_dir: Path) -> None:
     if stack_dir.exists():
+        unmount_under(stack_dir)
         shutil.rmtree(stack_dir)

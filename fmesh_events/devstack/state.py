@@ -24,9 +24,12 @@ class StackInfo:
     pulsar_admin_url: str = ""
     pids: dict[str, int] = field(default_factory=dict)
     commands: dict[str, list[str]] = field(default_factory=dict)
+    envs: dict[str, dict[str, str]] = field(default_factory=dict)
     containers: dict[str, str] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     started_seconds: float = 0.0
+    real_node: bool = False
+    registry_port: int = 0
 
     @property
     def state_file(self) -> Path:

@@ -133,6 +133,7 @@ def worker_pulsar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerPu
         "BOOKIE_PORT": str(bookie_port), "DATA_DIR": str(root / "data"),
         "AUTH_ENABLED": "false", "AUTH_PROVIDERS": "", "TOKEN_SECRET_KEY": "",
         "SUPER_USERS": "", "CLIENT_AUTH_PLUGIN": "", "CLIENT_AUTH_PARAMS": "",
+        "BIND_ADDRESS": "127.0.0.1", "ADVERTISED_ADDRESS": "127.0.0.1",
     }
     for key, value in values.items():
         conf = conf.replace(f"@{key}@", value)
@@ -140,9 +141,7 @@ def worker_pulsar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerPu
     (root / "standalone.conf").write_text(conf)
     (root / "log4j2.xml").write_text(local._asset("log4j2.xml"))
     (root / "functions_worker.yml").write_text(_worker_yaml(root, web_port))
-    tool = builds.Toolchain(pulsar_lib=lib, etcd=Path(), kube_apiserver=Path(),
-                            kube_controller_manager=Path(), kube_scheduler=Path(),
-                            kubectl=Path(), kwok=Path())
+    tool = builds.Toolchain.pulsar_only(lib)
     cmd = local._java_command(tool, home, root / "standalone.conf", bookie_port)
     cmd.remove("-nfw")  # the functions worker on, this time
     cmd.insert(1, "-Dfmesh.process=migrate-test-worker-pulsar")  # tells it apart in ps

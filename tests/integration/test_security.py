@@ -696,9 +696,7 @@ def auth_pulsar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthPulsar
     """A second Pulsar standalone from the stack's build, token authentication and
     authorization on, the operator's role a super-user; stopped at the end."""
     lib = builds.ensure_pulsar(Settings().cache_dir, Progress(prefix="security test"))
-    tool = builds.Toolchain(pulsar_lib=lib, etcd=Path(), kube_apiserver=Path(),
-                            kube_controller_manager=Path(), kube_scheduler=Path(),
-                            kubectl=Path(), kwok=Path())
+    tool = builds.Toolchain.pulsar_only(lib)
     home = tmp_path_factory.mktemp("auth-pulsar")
     pulsar_stack = devstack.StackInfo(dir=home)
     secret_key = secrets.token_hex(32)
