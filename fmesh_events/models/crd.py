@@ -263,31 +263,18 @@ def strip_descriptions(node: Any) -> Any:
     return node
 
 
-def shallow_descriptions(node: dict[str, Any]) -> dict[str, Any]:
-    """A copy of an object schema keeping the descriptions of its own fields only."""
-    out = dict(node)
-    out["properties"] = {}
-    for name, sub in node.get("properties", {}).items():
-        kept = strip_descriptions(sub)
-        if "description" in sub:
-            kept["description"] = sub["description"]
-        out["properties"][name] = kept
-    return out
-
-
 def json_size(doc: Any) -> int:
     """Bytes of ``doc`` as compact JSON, the form kubectl records in its annotation."""
     return len(json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
 
 
 def _fit_mesh(schema: dict[str, Any]) -> None:
-    """A FunctionMesh holds the Function, Source and Sink specs once each: their fields below
-    the first level go without descriptions (``kubectl explain function.spec`` has them), so
-    the CRD stays under SIZE_BUDGET."""
+    """A FunctionMesh holds the Function, Source and Sink specs once each: inside its entries
+    the fields go without descriptions (``kubectl explain function.spec`` has them all), so
+    the CRD stays under SIZE_BUDGET with Kubernetes' enums in the embedded types."""
     spec = schema["properties"]["spec"]["properties"]
     for name in MESH_ENTRY_LISTS:
-        items = spec[name]["items"]
-        spec[name]["items"] = shallow_descriptions(items)
+        spec[name]["items"] = strip_descriptions(spec[name]["items"])
 
 
 @dataclass(frozen=True)

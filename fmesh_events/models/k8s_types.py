@@ -299,8 +299,10 @@ def convert(node: Mapping[str, Any], schemas: Mapping[str, Any], path: str = "",
         if key in _DROPPED or key == "description":
             continue
         if key == "properties":
+            required = set(node.get("required", []))
             out["properties"] = {
-                name: convert(sub, schemas, f"{path}.{name}", seen, options)
+                name: _optional_enum(convert(sub, schemas, f"{path}.{name}", seen, options),
+                                     name in required)
                 for name, sub in sorted(value.items())
             }
         elif key == "items":
@@ -329,6 +331,16 @@ def convert(node: Mapping[str, Any], schemas: Mapping[str, Any], path: str = "",
         raise OpenAPIError(f"{path}: no type")
     _check_list_map_keys(out, path)
     return out
+
+
+def _optional_enum(node: dict[str, Any], required: bool) -> dict[str, Any]:
+    """An optional string field of an enum type also takes "": Go's zero value, which
+    Kubernetes reads as unset (``effect: ""`` tolerates every taint effect). Only the API
+    server's OpenAPI has the enums; its validation of Pods accepts "" there, so must ours."""
+    enum = node.get("enum")
+    if not required and node.get("type") == "string" and enum and "" not in enum:
+        node["enum"] = ["", *enum]
+    return node
 
 
 def _check_list_map_keys(node: Mapping[str, Any], path: str) -> None:

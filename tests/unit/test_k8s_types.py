@@ -242,3 +242,18 @@ def test_with_defaults_fills_what_the_api_server_fills() -> None:
     free = {"type": "object", "x-kubernetes-preserve-unknown-fields": True,
             "properties": {"a": {"type": "string", "default": "z"}}}
     assert k.with_defaults({}, free) == {}
+
+
+def test_optional_enums_take_the_empty_zero_value() -> None:
+    schemas = {"t.T": {"type": "object", "required": ["op"], "properties": {
+        "op": {"type": "string", "enum": ["In", "NotIn"]},
+        "effect": {"type": "string", "enum": ["NoSchedule", "NoExecute"]}}}}
+    got = k.convert(_ref("t.T"), schemas)["properties"]
+    assert got["op"]["enum"] == ["In", "NotIn"]  # required: "" is refused, as Kubernetes does
+    assert got["effect"]["enum"] == ["", "NoSchedule", "NoExecute"]
+
+
+def test_committed_extract_has_the_api_servers_enums() -> None:
+    toleration = k.crd_field_schema("tolerations")["items"]["properties"]
+    assert toleration["effect"]["enum"] == ["", "NoExecute", "NoSchedule", "PreferNoSchedule"]
+    assert "kube-apiserver" in k.source()
