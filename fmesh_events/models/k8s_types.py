@@ -509,3 +509,19 @@ def with_defaults(value: Any, schema: Mapping[str, Any]) -> Any:
     if isinstance(value, list):
         return [with_defaults(item, schema.get("items", {})) for item in value]
     return copy.deepcopy(value)
+
+
+def field_paths(schema: Mapping[str, Any], prefix: str = "") -> set[str]:
+    """Every named field path of a schema (list items and map values belong to their field),
+    to compare two renderings: what one Kubernetes version has that another lacks."""
+    out: set[str] = set()
+    stack: list[tuple[Mapping[str, Any], str]] = [(schema, prefix)]
+    while stack:
+        node, path = stack.pop()
+        while node.get("type") == "array" or isinstance(node.get("additionalProperties"), dict):
+            node = node["items"] if node.get("type") == "array" else node["additionalProperties"]
+        for name, sub in node.get("properties", {}).items():
+            child = f"{path}.{name}" if path else name
+            out.add(child)
+            stack.append((sub, child))
+    return out

@@ -257,3 +257,29 @@ def test_committed_extract_has_the_api_servers_enums() -> None:
     toleration = k.crd_field_schema("tolerations")["items"]["properties"]
     assert toleration["effect"]["enum"] == ["", "NoExecute", "NoSchedule", "PreferNoSchedule"]
     assert "kube-apiserver" in k.source()
+
+
+def test_field_paths() -> None:
+    assert k.field_paths(THING_LIST, "things") >= {"things.name", "things.meta.labels",
+                                                    "things.labels", "things.port"}
+    assert "things.meta.labels" in k.field_paths(THING_LIST, "things")
+
+
+FUNCTION_MESH_KUBERNETES = Path.home() / "go/pkg/mod/k8s.io/kubernetes@v1.29.4/api/openapi-spec/v3"
+
+
+def test_nothing_function_mesh_embeds_is_missing() -> None:
+    """Function Mesh compiles against k8s.io/api v0.29.4: every field path its CRDs have in
+    the embedded types (controller-gen renders them from those Go types) is in ours."""
+    if not FUNCTION_MESH_KUBERNETES.is_dir():
+        pytest.skip("Kubernetes v1.29.4's source is not in the Go module cache "
+                    "(GOFLAGS=-mod=mod go mod download k8s.io/kubernetes@v1.29.4)")
+    files = [FUNCTION_MESH_KUBERNETES / n for n in (
+        "api__v1_openapi.json", "apis__apps__v1_openapi.json",
+        "apis__autoscaling__v2_openapi.json")]
+    theirs = k.extract([json.loads(p.read_text()) for p in files])
+    for name in k.EMBEDDED:
+        old = k.field_paths(k.field_schema(name, theirs, Options(descriptions=False)), name)
+        new = k.field_paths(k.crd_field_schema(name), name)
+        assert old <= new, f"{name}: missing {sorted(old - new)[:10]}"
+        assert len(new) >= len(old)
