@@ -58,10 +58,24 @@ def main(ctx: click.Context, /, **flags: Any) -> None:
 @main.command()
 @click.option("--write", "write_dir", type=click.Path(path_type=Path),
               help="Write one file per CRD into this directory instead of printing.")
-def crds(write_dir: Path | None) -> None:
+@click.option("--k8s-openapi", "openapi_dir",
+              type=click.Path(path_type=Path, file_okay=False, exists=True),
+              help="First refresh the embedded Kubernetes types (fmesh_events/models/"
+              "k8s-openapi.json) from the OpenAPI v3 documents in this directory: a running "
+              "API server's (kubectl get --raw /openapi/v3/api/v1 > DIR/api__v1_openapi.json; "
+              "likewise apis/apps/v1 and apis/autoscaling/v2) or Kubernetes' "
+              "api/openapi-spec/v3.")
+@click.option("--k8s-source", default=None,
+              help="With --k8s-openapi: where the documents come from, recorded in the extract "
+              "(e.g. 'Kubernetes v1.34.4, kube-apiserver /openapi/v3').")
+def crds(write_dir: Path | None, openapi_dir: Path | None, k8s_source: str | None) -> None:
     """Print the CustomResourceDefinitions, generated from the pydantic models."""
-    from fmesh_events.models import crd
+    from fmesh_events.models import crd, k8s_types
 
+    if openapi_dir is not None:
+        if not k8s_source:
+            raise click.UsageError("--k8s-openapi needs --k8s-source to record where it is from")
+        click.echo(str(k8s_types.write_openapi(openapi_dir, k8s_source)), err=True)
     if write_dir is None:
         click.echo(crd.dump_crds_yaml(), nl=False)
         return

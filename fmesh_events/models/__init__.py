@@ -17,6 +17,7 @@ from fmesh_events.models.base import (
     VERSION,
     Rule,
     allow_deep_objects,
+    describe_error,
     describe_errors,
 )
 from fmesh_events.models.common import (
@@ -142,6 +143,7 @@ __all__ = [
     "WorkloadSpec",
     "WorkloadStatus",
     "allow_deep_objects",
+    "describe_error",
     "describe_errors",
     "parse_resource",
 ]

@@ -12,7 +12,8 @@ make that conversion mechanical:
 * Integers and booleans are strict: ``replicas: "2"`` is refused here exactly as the
   API server refuses it.
 * Kubernetes core types that Function Mesh embeds whole (Container, Volume, Affinity,
-  ...) are plain dicts, rendered in the CRD as objects that keep unknown fields.
+  ...) are plain dicts here; their CRD schemas are generated from Kubernetes' OpenAPI
+  (:mod:`fmesh_events.models.k8s_types`), so the API server checks them field by field.
 * Cross-field checks are written once as a :class:`Rule`: a CEL expression for the
   API server plus the same check in Python for the operator.
 """
@@ -39,6 +40,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic_core import ErrorDetails
 
 GROUP = "compute.functionmesh.io"
 VERSION = "v1alpha1"
@@ -150,6 +152,51 @@ FreeForm = Annotated[
 """An object of any shape, kept as given (user configuration, embedded core types), at
 most MAX_NESTING levels deep (checked by the operator: a CRD schema cannot say it)."""
 
+K8S_FIELD_KEY: Final = "x-fmesh-k8s-field"
+"""Marks, in a model's JSON schema, a field whose CRD schema is a Kubernetes field's, generated
+from Kubernetes' OpenAPI by :mod:`fmesh_events.models.k8s_types` (the key names it)."""
+
+
+def k8s_field(name: str) -> WithJsonSchema:
+    """The JSON schema marker of an embedded Kubernetes field ``name`` (a key of
+    ``k8s_types.EMBEDDED``); ``crd.py`` puts Kubernetes' own schema in its place."""
+    from fmesh_events.models.k8s_types import EMBEDDED
+
+    if name not in EMBEDDED:
+        raise KeyError(f"{name} is not a Kubernetes field in k8s_types.EMBEDDED")
+    return WithJsonSchema({"type": "object", K8S_FIELD_KEY: name})
+
+
+def k8s_checked(name: str, field: str) -> AfterValidator:
+    """Checks a value of the embedded field ``name`` against the schema the CRD carries, so
+    the models refuse what the API server refuses (the operator reads what it stored)."""
+    from fmesh_events.models import k8s_types
+
+    return AfterValidator(lambda value: k8s_types.check(name, value, field))
+
+
+_Shallow = Annotated[dict[str, Any], AfterValidator(_shallow)]
+
+# Kubernetes types embedded whole, kept in Python as the dicts they are (the renderer copies
+# them into the StatefulSet); their CRD schemas are Kubernetes' own, and so are their checks.
+Affinity = Annotated[_Shallow, k8s_field("affinity"), k8s_checked("affinity", "affinity")]
+Tolerations = Annotated[list[_Shallow], k8s_field("tolerations"),
+                        k8s_checked("tolerations", "tolerations")]
+PodSecurityContext = Annotated[_Shallow, k8s_field("podSecurityContext"),
+                               k8s_checked("podSecurityContext", "securityContext")]
+Volumes = Annotated[list[_Shallow], k8s_field("volumes"), k8s_checked("volumes", "volumes")]
+InitContainers = Annotated[list[_Shallow], k8s_field("initContainers"),
+                           k8s_checked("initContainers", "initContainers")]
+Sidecars = Annotated[list[_Shallow], k8s_field("sidecars"), k8s_checked("sidecars", "sidecars")]
+Probe = Annotated[_Shallow, k8s_field("startupProbe"), k8s_checked("startupProbe", "startupProbe")]
+VolumeMounts = Annotated[list[_Shallow], k8s_field("volumeMounts"),
+                         k8s_checked("volumeMounts", "volumeMounts")]
+VolumeClaimTemplates = Annotated[list[_Shallow], k8s_field("volumeClaimTemplates"),
+                                 k8s_checked("volumeClaimTemplates", "volumeClaimTemplates")]
+MetricSpecs = Annotated[list[_Shallow], k8s_field("autoScalingMetrics"),
+                        k8s_checked("autoScalingMetrics", "autoScalingMetrics")]
+
+
 StringMap = dict[str, str]
 
 TopicName = Annotated[str, Field(min_length=1, max_length=512, pattern=TOPIC_PATTERN)]
@@ -248,11 +295,25 @@ def error_path(loc: Iterable[int | str]) -> str:
     return out
 
 
+def describe_error(error: ErrorDetails) -> str:
+    """One problem, naming its field. The checks of embedded Kubernetes types name the inner
+    field from the spec field on (``tolerations[0].effect: ...``): that is joined to the
+    location, so the whole path reads as the API server writes it."""
+    path = error_path(error["loc"])
+    if not path:
+        return error["msg"]
+    message = error["msg"].removeprefix("Value error, ")
+    head, _, last = path.rpartition(".")
+    parts = message.split("; ")
+    if all(p.startswith(last) and p[len(last):len(last) + 1] in ("[", ".", ":") for p in parts):
+        return "; ".join(f"{head}.{p}" if head else p for p in parts)
+    return f"{path}: {error['msg']}"
+
+
 def describe_errors(error: ValidationError, limit: int = 5) -> str:
     """The first few problems of a validation error, each naming its field."""
     errors = error.errors(include_url=False)
-    problems = [f"{error_path(e['loc'])}: {e['msg']}" if e["loc"] else e["msg"]
-                for e in errors[:limit]]
+    problems = [describe_error(e) for e in errors[:limit]]
     more = len(errors) - len(problems)
     return "; ".join(problems) + (f" (+{more} more)" if more > 0 else "")
 
@@ -354,7 +415,7 @@ class ResourceModel(BaseModel):
 
 def core(type_name: str, what: str) -> str:
     """Description for a field that embeds a Kubernetes core type unchanged."""
-    return f"{what} Any valid Kubernetes {type_name} is accepted as is."
+    return f"{what} A Kubernetes {type_name}: its fields and types as the Kubernetes API has them."
 
 
 def is_set(value: Any) -> bool:

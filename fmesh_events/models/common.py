@@ -11,18 +11,26 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from fmesh_events.models.base import (
+    Affinity,
     Bool,
     FreeForm,
+    InitContainers,
     Int32,
     Int64,
     LabelMap,
+    MetricSpecs,
     NonNegativeQuantity,
     OptionalTopicName,
+    PodSecurityContext,
+    Probe,
     Quantity,
     Rule,
+    Sidecars,
     SpecModel,
     StringMap,
+    Tolerations,
     TopicName,
+    Volumes,
     check_label_keys,
     check_topic_keys,
     core,
@@ -712,31 +720,31 @@ class PodPolicy(SpecModel):
     node_selector: LabelMap | None = Field(
         None, description="Node labels a node must have to run the pods."
     )
-    affinity: FreeForm | None = Field(
+    affinity: Affinity | None = Field(
         None, description=core("Affinity", "Scheduling constraints of the pods.")
     )
-    tolerations: list[FreeForm] | None = Field(
+    tolerations: Tolerations | None = Field(
         None, description=core("Toleration", "Taints the pods tolerate.")
     )
     annotations: StringMap | None = Field(None, description="Annotations added to the pods.")
-    security_context: FreeForm | None = Field(
+    security_context: PodSecurityContext | None = Field(
         None, description=core("PodSecurityContext", "Security settings of the whole pod.")
     )
     termination_grace_period_seconds: Int64 | None = Field(
         None, ge=0, description="Seconds a pod gets to stop before it is killed."
     )
-    volumes: list[FreeForm] | None = Field(
+    volumes: Volumes | None = Field(
         None,
         description=core("Volume", "Extra volumes of the pods (mount them with volumeMounts)."),
     )
     image_pull_secrets: list[LocalObjectReference] | None = Field(
         None, description="Secrets used to pull the images."
     )
-    init_containers: list[FreeForm] | None = Field(
+    init_containers: InitContainers | None = Field(
         None,
         description=core("Container", "Containers run to completion before the workload starts."),
     )
-    sidecars: list[FreeForm] | None = Field(
+    sidecars: Sidecars | None = Field(
         None, description=core("Container", "Extra containers running beside the workload.")
     )
     service_account_name: str | None = Field(None, description="ServiceAccount the pods run as.")
@@ -746,7 +754,7 @@ class PodPolicy(SpecModel):
         description="Ready-made HPA rules (Function Mesh): average CPU or memory use of 80, "
         "50 or 20 percent; at most one of each kind.",
     )
-    auto_scaling_metrics: list[FreeForm] | None = Field(
+    auto_scaling_metrics: MetricSpecs | None = Field(
         None,
         description=core(
             "autoscaling/v2 MetricSpec",
@@ -768,7 +776,7 @@ class PodPolicy(SpecModel):
         None,
         description="Do not add the default preference to spread pods over nodes.",
     )
-    startup_probe: FreeForm | None = Field(
+    startup_probe: Probe | None = Field(
         None, description=core("Probe", "Startup probe of the workload's container.")
     )
 

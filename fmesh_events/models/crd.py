@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from fmesh_events.models import k8s_types
 from fmesh_events.models.backendconfig import BackendConfig
 from fmesh_events.models.base import (
     GROUP,
@@ -34,6 +36,7 @@ from fmesh_events.models.base import (
     INT32_MIN,
     INT64_MAX,
     INT64_MIN,
+    K8S_FIELD_KEY,
     VERSION,
 )
 from fmesh_events.models.function import Function
@@ -42,6 +45,11 @@ from fmesh_events.models.sink import Sink
 from fmesh_events.models.source import Source
 
 REGENERATE_COMMAND = "python -m fmesh_events.models.crd --write crds/"
+
+EMBEDDED_OPTIONS = k8s_types.Options(descriptions=False)
+"""Kubernetes' descriptions of the embedded types are left out, as controller-gen's
+maxDescLen=0 does for Function Mesh's own CRDs: with them a Function's CRD alone would pass
+the 256 KiB that client-side ``kubectl apply`` can record (see the README's "The CRDs")."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +150,11 @@ def _structural(
 ) -> dict[str, Any]:
     """Convert one JSON-schema node (recursively) into its structural form."""
     siblings = {k: v for k, v in node.items() if k not in ("$ref", "anyOf")}
+    if K8S_FIELD_KEY in node:
+        embedded = k8s_types.field_schema(node[K8S_FIELD_KEY], options=EMBEDDED_OPTIONS)
+        if node.get("description"):
+            embedded["description"] = node["description"]
+        return embedded
     if "$ref" in node:
         ref = node["$ref"]
         if ref in seen:
@@ -222,6 +235,82 @@ def structural_schema(model: type[BaseModel]) -> dict[str, Any]:
     return schema
 
 
+ANNOTATION_LIMIT = 256 * 1024
+"""Bytes all annotations of an object may hold together. Client-side ``kubectl apply`` copies
+the whole object, as compact JSON, into its last-applied-configuration annotation, so a CRD
+over this cannot be installed with a plain ``kubectl apply -f``."""
+
+SIZE_BUDGET = 240 * 1024
+"""What a CRD may weigh as compact JSON: the annotation limit less room for growth."""
+
+MESH_ENTRY_LISTS = ("functions", "sources", "sinks")
+
+
+def strip_descriptions(node: Any) -> Any:
+    """A copy of a schema without any description (property names stay)."""
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key == "description":
+                continue
+            if key == "properties":
+                out[key] = {name: strip_descriptions(sub) for name, sub in value.items()}
+            else:
+                out[key] = strip_descriptions(value)
+        return out
+    if isinstance(node, list):
+        return [strip_descriptions(item) for item in node]
+    return node
+
+
+def json_size(doc: Any) -> int:
+    """Bytes of ``doc`` as compact JSON, the form kubectl records in its annotation."""
+    return len(json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+
+
+def _fit_mesh(schema: dict[str, Any]) -> None:
+    """A FunctionMesh holds the Function, Source and Sink specs once each: inside its entries
+    the fields go without descriptions (``kubectl explain function.spec`` has them all), so
+    the CRD stays under SIZE_BUDGET with Kubernetes' enums in the embedded types."""
+    spec = schema["properties"]["spec"]["properties"]
+    for name in MESH_ENTRY_LISTS:
+        spec[name]["items"] = strip_descriptions(spec[name]["items"])
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Field paths under ``spec``: typed (the API server knows their shape) or free-form
+    (``x-kubernetes-preserve-unknown-fields``: any content is kept as given)."""
+
+    typed: int
+    free_form: int
+
+
+def _free(node: dict[str, Any]) -> bool:
+    while node.get("type") == "array" or isinstance(node.get("additionalProperties"), dict):
+        node = node["items"] if node.get("type") == "array" else node["additionalProperties"]
+    return bool(node.get("x-kubernetes-preserve-unknown-fields"))
+
+
+def spec_coverage(schema: dict[str, Any]) -> Coverage:
+    """Count the field paths of a CRD schema's spec: every named property at any depth (list
+    items and map values are their field's own), typed or free-form; nothing is counted
+    below a free-form field."""
+    typed = free = 0
+    stack = [schema["properties"]["spec"]]
+    while stack:
+        node = stack.pop()
+        while node.get("type") == "array" or isinstance(node.get("additionalProperties"), dict):
+            node = node["items"] if node.get("type") == "array" else node["additionalProperties"]
+        for sub in node.get("properties", {}).values():
+            if _free(sub):
+                free += 1
+            else:
+                typed += 1
+                stack.append(sub)
+    return Coverage(typed=typed, free_form=free)
+
+
 def render_crd(info: KindInfo) -> dict[str, Any]:
     """The CustomResourceDefinition of one kind."""
     subresources: dict[str, Any] = {"status": {}}
@@ -231,6 +320,9 @@ def render_crd(info: KindInfo) -> dict[str, Any]:
             "statusReplicasPath": ".status.replicas",
             "labelSelectorPath": ".status.selector",
         }
+    schema = structural_schema(info.model)
+    if info.kind == "FunctionMesh":
+        _fit_mesh(schema)
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -252,7 +344,7 @@ def render_crd(info: KindInfo) -> dict[str, Any]:
                     "name": VERSION,
                     "served": True,
                     "storage": True,
-                    "schema": {"openAPIV3Schema": structural_schema(info.model)},
+                    "schema": {"openAPIV3Schema": schema},
                     "subresources": subresources,
                     "additionalPrinterColumns": printer_columns(info),
                 }
@@ -263,7 +355,14 @@ def render_crd(info: KindInfo) -> dict[str, Any]:
 
 def render_crds() -> list[dict[str, Any]]:
     """The CRDs of Function, Source, Sink, FunctionMesh and BackendConfig, in that order."""
-    return [render_crd(info) for info in KINDS]
+    crds = [render_crd(info) for info in KINDS]
+    for crd in crds:
+        size = json_size(crd)
+        if size > SIZE_BUDGET:
+            raise SchemaError(
+                f"{crd['metadata']['name']} is {size} bytes as JSON, over the {SIZE_BUDGET} "
+                f"budget that keeps it installable with client-side kubectl apply")
+    return crds
 
 
 def _dump(doc: dict[str, Any]) -> str:
@@ -280,7 +379,7 @@ def crd_files() -> dict[str, str]:
     header = (
         f"# Generated from fmesh_events.models; do not edit. Regenerate: {REGENERATE_COMMAND}\n"
     )
-    return {info.file_name: header + _dump(render_crd(info)) for info in KINDS}
+    return {info.file_name: header + _dump(crd) for info, crd in zip(KINDS, render_crds(), strict=True)}
 
 
 def write_crds(directory: str | Path) -> list[Path]:

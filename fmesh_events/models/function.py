@@ -14,6 +14,7 @@ from fmesh_events.models.base import (
     ResourceModel,
     Rule,
     SpecModel,
+    VolumeClaimTemplates,
     core,
 )
 from fmesh_events.models.common import (
@@ -107,7 +108,7 @@ class FunctionSpec(WorkloadSpec, ConsumerFields):
     window_config: WindowConfig | None = Field(
         None, description="Run the function over windows of messages."
     )
-    volume_claim_templates: list[FreeForm] | None = Field(
+    volume_claim_templates: VolumeClaimTemplates | None = Field(
         None,
         description=core(
             "PersistentVolumeClaim", "Claims created for every pod of the StatefulSet."

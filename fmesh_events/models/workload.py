@@ -9,13 +9,13 @@ from pydantic import Field
 
 from fmesh_events.models.base import (
     Bool,
-    FreeForm,
     ImageName,
     ImagePullPolicy,
     Int32,
     OptionalTopicName,
     Rule,
     SpecModel,
+    VolumeMounts,
     core,
     is_set,
 )
@@ -219,7 +219,7 @@ class WorkloadSpec(SpecModel):
     secrets_map: dict[str, SecretRef] | None = Field(
         None, description="Secrets the code can read, by the name it asks for."
     )
-    volume_mounts: list[FreeForm] | None = Field(
+    volume_mounts: VolumeMounts | None = Field(
         None, description=core("VolumeMount", "Volumes mounted into the workload's container.")
     )
     processing_guarantee: ProcessingGuarantee | None = Field(

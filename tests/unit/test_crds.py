@@ -7,6 +7,7 @@ them; the real API server is exercised by the integration tests.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,14 +16,21 @@ from typing import Any
 import pytest
 import yaml
 
-from fmesh_events.models import API_VERSION
+from fmesh_events.models import API_VERSION, k8s_types
 from fmesh_events.models.crd import (
+    ANNOTATION_LIMIT,
+    EMBEDDED_OPTIONS,
     KINDS,
+    MESH_ENTRY_LISTS,
     REGENERATE_COMMAND,
+    SIZE_BUDGET,
+    Coverage,
     crd_files,
     dump_crds_yaml,
+    json_size,
     main,
     render_crds,
+    spec_coverage,
 )
 from tests.examples import documents
 
@@ -93,20 +101,19 @@ def _walk(node: dict[str, Any], path: str) -> Iterator[tuple[str, dict[str, Any]
 def test_schema_is_structural(kind: str) -> None:
     problems = []
     for path, node in _walk(_schema(kind), kind):
-        for key in (
-            "$ref",
-            "$defs",
-            "anyOf",
-            "oneOf",
-            "allOf",
-            "not",
-            "nullable",
-            "title",
-            "default",
-            "const",
-        ):
+        for key in ("$ref", "$defs", "oneOf", "allOf", "not", "nullable", "title", "const"):
             if key in node:
                 problems.append(f"{path}: has {key}")
+        # anyOf only as controller-gen writes int-or-string (IntOrString, Quantity).
+        if "anyOf" in node and not (
+            node.get("x-kubernetes-int-or-string")
+            and node["anyOf"] == [{"type": "integer"}, {"type": "string"}]
+        ):
+            problems.append(f"{path}: anyOf other than int-or-string")
+        # Defaults only where Kubernetes declares one (protocol: TCP...), never a zero value
+        # that would rewrite what the user applied.
+        if "default" in node and node["default"] in ({}, [], "", 0):
+            problems.append(f"{path}: zero-value default {node['default']!r}")
         if not (
             "type" in node
             or node.get("x-kubernetes-int-or-string")
@@ -128,19 +135,54 @@ def test_schema_is_structural(kind: str) -> None:
                 problems.append(f"{path}: required {required} is not a property")
         if node.get("x-kubernetes-list-type") == "map":
             for key in node.get("x-kubernetes-list-map-keys", []):
-                if key not in node["items"].get("required", []):
-                    problems.append(f"{path}: list map key {key} is not required")
+                item = node["items"]
+                if key not in item.get("required", []) and \
+                        "default" not in item["properties"].get(key, {}):
+                    problems.append(f"{path}: list map key {key} is neither required nor defaulted")
     assert not problems, "\n".join(problems)
+
+
+EMBEDDED_SCHEMAS = {
+    name: k8s_types.field_schema(name, options=EMBEDDED_OPTIONS) for name in k8s_types.EMBEDDED
+}
+
+
+def _embedded_name(node: dict[str, Any]) -> str | None:
+    """Which embedded Kubernetes field ``node`` renders, if any."""
+    bare = {k: v for k, v in node.items() if k != "description"}
+    return next((name for name, schema in EMBEDDED_SCHEMAS.items() if schema == bare), None)
+
+
+def _own_nodes(node: dict[str, Any], path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """_walk, without descending into embedded Kubernetes types."""
+    yield path, node
+    if _embedded_name(node) is not None:
+        return
+    for name, sub in node.get("properties", {}).items():
+        yield from _own_nodes(sub, f"{path}.{name}")
+    if isinstance(node.get("items"), dict):
+        yield from _own_nodes(node["items"], f"{path}[]")
+    if isinstance(node.get("additionalProperties"), dict):
+        yield from _own_nodes(node["additionalProperties"], f"{path}{{}}")
 
 
 @pytest.mark.parametrize("kind", sorted(CRDS))
 def test_every_property_is_described(kind: str) -> None:
+    """Our own fields are described; embedded Kubernetes types carry Kubernetes' field names
+    and types only (descriptions would pass the size budget); a FunctionMesh's entries are
+    the Function, Source and Sink specs, described in those kinds' CRDs."""
+    spec = _schema(kind)["properties"]["spec"]
     missing = [
         path
-        for path, node in _walk(_schema(kind)["properties"]["spec"], f"{kind}.spec")
+        for path, node in _own_nodes(spec, f"{kind}.spec")
         if not path.endswith(("[]", "{}")) and not node.get("description")
+        and not (kind == "FunctionMesh" and path.count(".") > 2)
     ]
     assert not missing, missing
+    if kind == "FunctionMesh":
+        for entries in MESH_ENTRY_LISTS:
+            assert spec["properties"][entries]["description"]
+            assert "description" not in json.dumps(spec["properties"][entries]["items"])
 
 
 def test_crd_names_and_scope() -> None:
@@ -251,11 +293,138 @@ def test_enums_and_quantities() -> None:
         "x-kubernetes-preserve-unknown-fields": True,
         "description": spec["funcConfig"]["description"],
     }
-    assert spec["pod"]["properties"]["affinity"]["x-kubernetes-preserve-unknown-fields"] is True
-    assert (
-        spec["pod"]["properties"]["volumes"]["items"]["x-kubernetes-preserve-unknown-fields"]
-        is True
-    )
+
+
+# --------------------------------------------------------------------------- embedded types
+
+# Where Function Mesh's spec embeds a Kubernetes field, relative to a workload spec.
+EMBEDDED_AT = {
+    "pod.affinity": "affinity",
+    "pod.tolerations": "tolerations",
+    "pod.securityContext": "podSecurityContext",
+    "pod.volumes": "volumes",
+    "pod.initContainers": "initContainers",
+    "pod.sidecars": "sidecars",
+    "pod.startupProbe": "startupProbe",
+    "pod.autoScalingMetrics": "autoScalingMetrics",
+    "volumeMounts": "volumeMounts",
+}
+
+
+def _at(node: dict[str, Any], dotted: str) -> dict[str, Any]:
+    for part in dotted.split("."):
+        node = node["items"] if part == "[]" else node["properties"][part]
+    return node
+
+
+def _workload_specs() -> Iterator[tuple[str, dict[str, Any]]]:
+    for kind in ("Function", "Source", "Sink"):
+        yield kind, _schema(kind)["properties"]["spec"]
+    mesh = _schema("FunctionMesh")["properties"]["spec"]["properties"]
+    for entries in MESH_ENTRY_LISTS:
+        yield f"FunctionMesh.{entries}[]", mesh[entries]["items"]
+    yield "BackendConfig", _schema("BackendConfig")["properties"]["spec"]
+
+
+@pytest.mark.parametrize(("where", "spec"), list(_workload_specs()),
+                         ids=[w for w, _ in _workload_specs()])
+def test_embedded_fields_are_kubernetes_own_schemas(where: str, spec: dict[str, Any]) -> None:
+    at = dict(EMBEDDED_AT)
+    if where == "BackendConfig":  # a BackendConfig has the pod block only
+        at = {k: v for k, v in at.items() if k.startswith("pod.")}
+    if where in ("Function", "FunctionMesh.functions[]"):
+        at["volumeClaimTemplates"] = "volumeClaimTemplates"
+    for dotted, name in at.items():
+        bare = {k: v for k, v in _at(spec, dotted).items() if k != "description"}
+        assert bare == EMBEDDED_SCHEMAS[name], f"{where}.{dotted} is not Kubernetes' {name}"
+
+
+def test_embedded_types_are_typed_as_kubernetes_has_them() -> None:
+    pod = _at(_schema("Function")["properties"]["spec"], "pod")
+    affinity = _at(pod, "affinity")
+    assert set(affinity["properties"]) == {"nodeAffinity", "podAffinity", "podAntiAffinity"}
+    toleration = _at(pod, "tolerations.[]")
+    assert {"key", "operator", "value", "effect", "tolerationSeconds"} <= set(
+        toleration["properties"])
+    assert toleration["properties"]["tolerationSeconds"]["format"] == "int64"
+    # List semantics as in a Pod: volumes and containers keyed by name, mounts by path.
+    for dotted, keys in (("volumes", ["name"]), ("initContainers", ["name"]),
+                         ("sidecars", ["name"]), ("sidecars.[].ports", ["containerPort", "protocol"]),
+                         ("sidecars.[].env", ["name"])):
+        node = _at(pod, dotted)
+        assert (node["x-kubernetes-list-type"], node["x-kubernetes-list-map-keys"]) == \
+            ("map", keys), dotted
+    assert _at(pod, "tolerations")["x-kubernetes-list-type"] == "atomic"
+    # A list-map key that is not required is defaulted, as Kubernetes declares it.
+    assert _at(pod, "sidecars.[].ports.[].protocol")["default"] == "TCP"
+    # int-or-string and quantities as controller-gen writes them.
+    port = _at(pod, "startupProbe.httpGet.port")
+    assert port == {"anyOf": [{"type": "integer"}, {"type": "string"}],
+                    "x-kubernetes-int-or-string": True}
+    limit = _at(pod, "sidecars.[].resources.limits")["additionalProperties"]
+    assert limit["x-kubernetes-int-or-string"] is True
+    assert limit["pattern"] == k8s_types.QUANTITY_PATTERN
+    assert re.fullmatch(limit["pattern"], "1.5Gi") and not re.fullmatch(limit["pattern"], "1.5GB")
+    # Maps Kubernetes keeps atomic stay atomic.
+    assert _at(pod, "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+               )["x-kubernetes-map-type"] == "atomic"
+
+
+def test_claim_templates_metadata_is_limited_as_crds_require() -> None:
+    templates = _at(_schema("Function")["properties"]["spec"], "volumeClaimTemplates")
+    assert templates["type"] == "array"
+    metadata = templates["items"]["properties"]["metadata"]
+    assert set(metadata["properties"]) == {"annotations", "finalizers", "labels", "name",
+                                           "namespace"}
+    assert metadata["properties"]["labels"]["additionalProperties"] == {"type": "string"}
+    ephemeral = _at(_schema("Function")["properties"]["spec"],
+                    "pod.volumes.[].ephemeral.volumeClaimTemplate.metadata")
+    assert ephemeral == {k: v for k, v in metadata.items() if k != "description"}
+
+
+def _free_form_paths(node: dict[str, Any], path: str) -> Iterator[str]:
+    for sub_path, sub in _walk(node, path):
+        if sub.get("x-kubernetes-preserve-unknown-fields"):
+            yield sub_path
+
+
+@pytest.mark.parametrize("kind", sorted(CRDS))
+def test_free_form_only_where_the_data_is_free_form(kind: str) -> None:
+    """Under spec, only user configuration (funcConfig, connector configs, ...) and the VPA
+    policies (autoscaling.k8s.io, not part of Kubernetes' OpenAPI) keep unknown fields."""
+    leaves = {p.rsplit(".", 1)[-1] for p in _free_form_paths(_schema(kind)["properties"]["spec"],
+                                                              "spec")}
+    assert leaves <= {"funcConfig", "sinkConfig", "sourceConfig", "configs", "config",
+                      "discoveryTriggererConfig", "updatePolicy", "resourcePolicy"}, leaves
+
+
+def test_crds_fit_client_side_apply() -> None:
+    """Client-side kubectl apply records the object in a 256 KiB annotation."""
+    for crd in CRDS.values():
+        assert json_size(crd) <= SIZE_BUDGET < ANNOTATION_LIMIT, crd["metadata"]["name"]
+
+
+@pytest.mark.parametrize("kind", sorted(CRDS))
+def test_spec_coverage_counts(kind: str) -> None:
+    coverage = spec_coverage(_schema(kind))
+    assert coverage.typed > 10 * coverage.free_form
+    assert coverage.free_form == len({p.removesuffix("[]") for p in _free_form_paths(
+        _schema(kind)["properties"]["spec"], "spec")})
+
+
+def test_spec_coverage_on_a_small_schema() -> None:
+    free = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    schema = {"properties": {"spec": {"type": "object", "properties": {
+        "a": {"type": "string"},
+        "b": {"type": "array", "items": {"type": "object", "properties": {
+            "c": {"type": "integer"}, "d": free}}},
+        "e": {"type": "array", "items": free},
+        "f": {"type": "object", "additionalProperties": {"type": "object", "properties": {
+            "g": {"type": "string"}}}},
+        "h": {"type": "object", "properties": {"inside": free}},
+    }}}}
+    # typed: a, b, c, f, g, h; free-form: d, e, inside
+    assert spec_coverage(schema) == Coverage(typed=6, free_form=3)
 
 
 def test_cel_rules_name_fields() -> None:

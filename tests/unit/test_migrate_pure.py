@@ -407,7 +407,9 @@ def test_legacy_status_managed_false_and_fields_not_acted_upon() -> None:
     obj["spec"]["pulsar"]["cleanupAuthConfig"] = {"genericAuth": {
         "clientAuthenticationPlugin": "p", "clientAuthenticationParameters": "x"}}
     obj["spec"]["pod"] = {"vpa": {"updatePolicy": {"updateMode": "Auto"}},
-                          "autoScalingMetrics": [{"type": "Pods", "pods": {}}]}
+                          "autoScalingMetrics": [{"type": "Pods", "pods": {
+                              "metric": {"name": "packets-per-second"},
+                              "target": {"type": "AverageValue", "averageValue": "1k"}}}]}
     report = fm.check_object(obj)
     findings = _fields(report.findings)
     assert not findings["status.conditions"].attention

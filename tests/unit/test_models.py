@@ -231,13 +231,7 @@ def test_parse_resource_rejects_other_objects() -> None:
 
 def _k8s_error_text(error: ValidationError) -> str:
     """The errors with locations written the way the API server writes them."""
-    lines = []
-    for e in error.errors():
-        path = ""
-        for part in e["loc"]:
-            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-        lines.append(f"{path}: {e['msg']}")
-    return "\n".join(lines)
+    return "\n".join(models.describe_error(e) for e in error.errors())
 
 
 BAD = sorted(BAD_EXAMPLES.glob("*.yaml"))
