@@ -18,10 +18,10 @@ from typing import Any
 import pulsar
 import pytest
 
-from fmesh_events import devstack, pulsar_client
+from fmesh_events import devstack, events, pulsar_client
 from fmesh_events.devstack import node
 from fmesh_events.settings import Settings
-from tests.integration.watch_helpers import Operator, wait_for, watch_settings
+from tests.integration.watch_helpers import Operator, read_messages, wait_for, watch_settings
 
 EXCLAMATION = "org.apache.pulsar.functions.api.examples.ExclamationFunction"
 SAMPLE_IMAGE = "streamnative/pulsar-functions-java-sample:4.0.7"
@@ -60,8 +60,14 @@ def apply(stack: devstack.StackInfo, namespace: str, *docs: dict[str, Any]) -> N
 
 
 @pytest.fixture
-def operator(settings: Settings, real_namespace: str, tmp_path: Path) -> Iterator[Operator]:
-    with Operator(watch_settings(settings, real_namespace), tmp_path / "operator.log") as running:
+def operator_settings(settings: Settings, real_namespace: str) -> Settings:
+    """The settings the test's operator runs with: its own topics, the test's namespace."""
+    return watch_settings(settings, real_namespace)
+
+
+@pytest.fixture
+def operator(operator_settings: Settings, tmp_path: Path) -> Iterator[Operator]:
+    with Operator(operator_settings, tmp_path / "operator.log") as running:
         yield running
 
 
@@ -145,5 +151,133 @@ def test_java_exclamation_function_processes_messages(stack: devstack.StackInfo,
         logs = pod_logs(stack, real_namespace, component_selector("exclaim"))
         # What Function Mesh's CI looks for in a running instance's log.
         assert "Created producer" in logs and "Subscribed to topic" in logs
+    finally:
+        topics.close()
+
+
+WORK_FUNCTION = "io.fmeshevents.testio.WorkFunction"
+TEST_JAR = "/pulsar/connectors/fmesh-test-io.jar"
+
+
+def work_function(name: str, inp: str, out: str, work_ms: int, busy: bool = False,
+                  **spec: Any) -> dict[str, Any]:
+    """Our test function (in the runner image): `work_ms` per message, slept or burned."""
+    return java_function(name, [inp], out, className=WORK_FUNCTION, java={"jar": TEST_JAR},
+                         funcConfig={"workMs": str(work_ms), "busy": str(busy).lower()}, **spec)
+
+
+def scale_decisions(settings: Settings, name: str) -> list[dict[str, Any]]:
+    try:
+        messages = read_messages(settings, events.SCALE_DECISIONS)
+    except pulsar.TopicNotFound:  # no decision yet
+        return []
+    return [events.decode_record(events.PARSED_SCALE_DECISION, m.data())
+            for m in messages if m.partition_key().endswith(f"/{name}")]
+
+
+def test_kubectl_scale_to_three_splits_the_messages(stack: devstack.StackInfo, settings: Settings,
+                                                   real_namespace: str, topic_prefix: str,
+                                                   operator: Operator) -> None:
+    inp, out = f"{topic_prefix}in", f"{topic_prefix}out"
+    topics = Topics(settings)
+    try:
+        consumer = topics.consumer(out)
+        apply(stack, real_namespace, pulsar_config_map(), work_function("split", inp, out, work_ms=20))
+        wait_for("one instance", lambda: running_on_real_node(
+            stack, real_namespace, component_selector("split"), 1), 240)
+        stack.kubectl("scale", "function/split", "--replicas=3", "-n", real_namespace)
+        wait_for("three instances", lambda: running_on_real_node(
+            stack, real_namespace, component_selector("split"), 3), 240)
+        # Ready is the container running; wait until all three consume the subscription.
+        admin = pulsar_client.PulsarAdmin(settings)
+        subscription = "public/default/split"
+
+        def consumers() -> int:
+            path = f"/admin/v2/persistent/{inp.removeprefix('persistent://')}/stats"
+            try:
+                stats = admin.request("GET", path)
+            except pulsar_client.PulsarAdminError:  # 404 until an instance subscribes
+                return 0
+            return len(stats.get("subscriptions", {}).get(subscription, {}).get("consumers", []))
+
+        wait_for("three consumers on the function's subscription", lambda: consumers() == 3, 120)
+        values = [f"m{i}" for i in range(90)]
+        topics.send(inp, values)
+        got = receive(consumer, len(values))
+        assert sorted(v.rsplit("@", 1)[0] for v in got) == sorted(values)
+        by_instance = {v.rsplit("@", 1)[1] for v in got}
+        assert by_instance == {"0", "1", "2"}, f"processed by instances {by_instance}"
+    finally:
+        topics.close()
+
+
+def test_backlog_scales_out_real_instances_drain_it_and_it_scales_back(
+        stack: devstack.StackInfo, settings: Settings, real_namespace: str, topic_prefix: str,
+        operator: Operator, operator_settings: Settings) -> None:
+    inp, out = f"{topic_prefix}in", f"{topic_prefix}out"
+    name = "drain"
+    ws = operator_settings
+    topics = Topics(settings)
+    try:
+        consumer = topics.consumer(out)
+        function = work_function(
+            name, inp, out, work_ms=50, minReplicas=1, maxReplicas=3,
+            autoscaling={"backlog": {"targetPerReplica": 40},
+                         "behavior": {"scaleDown": {"stabilizationWindowSeconds": 15}}})
+        # A small receiver queue: with Pulsar's default of 1000 the first instance takes the
+        # whole burst into its queue and the instances added for it find nothing to do.
+        function["spec"]["input"]["sourceSpecs"] = {inp: {"receiverQueueSize": 5}}
+        apply(stack, real_namespace, pulsar_config_map(), function)
+        wait_for("one instance", lambda: running_on_real_node(
+            stack, real_namespace, component_selector(name), 1), 240)
+        values = [f"b{i}" for i in range(600)]  # 30 s of work for one instance
+        topics.send(inp, values)
+        wait_for("scaled out on the backlog", lambda: any(
+            d["desiredReplicas"] == 3 and d["applied"] for d in scale_decisions(ws, name)), 90)
+        got = receive(consumer, len(values), timeout=180)
+        assert sorted(v.rsplit("@", 1)[0] for v in got) == sorted(values)
+        helpers = {v.rsplit("@", 1)[1] for v in got}
+        assert len(helpers) > 1, "the added instances processed none of the backlog"
+        wait_for("scaled back in after the window", lambda: json.loads(stack.kubectl(
+            "get", "function", name, "-n", real_namespace, "-o", "json").stdout)["spec"]["replicas"] == 1,
+            180)
+        decisions = scale_decisions(ws, name)
+        up = next(d for d in decisions if d["desiredReplicas"] == 3 and d["applied"])
+        down = next(d for d in decisions if d["applied"] and d["desiredReplicas"] == 1
+                    and d["time"] > up["time"])
+        assert up["backlog"] and up["backlog"] > 40 and "backlog" in up["reason"]
+        assert down["backlog"] == 0
+    finally:
+        topics.close()
+
+
+def test_cpu_scales_out_on_metrics_server_numbers(stack: devstack.StackInfo, settings: Settings,
+                                                 real_namespace: str, topic_prefix: str,
+                                                 operator: Operator, operator_settings: Settings) -> None:
+    inp, out = f"{topic_prefix}in", f"{topic_prefix}out"
+    name = "burn"
+    ws = operator_settings
+    topics = Topics(settings)
+    try:
+        apply(stack, real_namespace, pulsar_config_map(), work_function(
+            name, inp, out, work_ms=15, busy=True, minReplicas=1, maxReplicas=2,
+            autoscaling={"cpu": {"targetUtilizationPercent": 50}}))
+        wait_for("one instance", lambda: running_on_real_node(
+            stack, real_namespace, component_selector(name), 1), 240)
+        producer = topics.client.create_producer(inp, schema=pulsar.schema.StringSchema())
+        deadline = time.monotonic() + 150
+        scaled: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and not scaled:
+            for i in range(20):  # about 300 ms of CPU a second for one instance: 300% of 100m
+                producer.send_async(f"c{i}", None)
+            time.sleep(1)
+            scaled = [d for d in scale_decisions(ws, name) if d["applied"] and d["desiredReplicas"] == 2]
+        producer.close()
+        assert scaled, f"no CPU scale-out; decisions: {scale_decisions(ws, name)[-3:]}"
+        decision = scaled[0]
+        assert decision["cpuUtilization"] is not None and decision["cpuUtilization"] > 50
+        assert decision["cpuRecommendation"] >= 2  # unclamped: utilization / target
+        top = stack.kubectl("top", "pods", "-n", real_namespace, "--no-headers")
+        assert "burn-function-0" in top.stdout
     finally:
         topics.close()
