@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,12 +18,14 @@ from typing import Any
 
 import pulsar
 import pytest
+import yaml
 
 from fmesh_events import devstack, events, pulsar_client
 from fmesh_events.devstack import node
 from fmesh_events.settings import Settings
 from tests.integration.watch_helpers import Operator, read_messages, wait_for, watch_settings
 
+REPO = Path(__file__).resolve().parents[2]
 EXCLAMATION = "org.apache.pulsar.functions.api.examples.ExclamationFunction"
 SAMPLE_IMAGE = "streamnative/pulsar-functions-java-sample:4.0.7"
 PULSAR_CONFIG = "dev-pulsar"
@@ -281,3 +284,152 @@ def test_cpu_scales_out_on_metrics_server_numbers(stack: devstack.StackInfo, set
         assert "burn-function-0" in top.stdout
     finally:
         topics.close()
+
+
+def test_functionmesh_source_function_sink_carries_messages(
+        stack: devstack.StackInfo, real_namespace: str, topic_prefix: str, operator: Operator) -> None:
+    """Our CountingSource -> ExclamationFunction -> our LoggingSink, as one FunctionMesh."""
+    raw, shouted = f"{topic_prefix}raw", f"{topic_prefix}shouted"
+    connector = {"image": SAMPLE_IMAGE, "replicas": 1, "pulsar": {"pulsarConfig": PULSAR_CONFIG},
+                 "java": {"jar": TEST_JAR}, "resources": RESOURCES}
+    mesh = {"apiVersion": "compute.functionmesh.io/v1alpha1", "kind": "FunctionMesh",
+            "metadata": {"name": "flow"}, "spec": {
+                "sources": [{**connector, "name": "count",
+                             "className": "io.fmeshevents.testio.CountingSource",
+                             "output": {"topic": raw, "typeClassName": "java.lang.String"},
+                             "sourceConfig": {"count": "5", "prefix": "item-", "intervalMs": "200"}}],
+                "functions": [{**java_function("shout", [raw], shouted)["spec"], "name": "shout"}],
+                "sinks": [{**connector, "name": "log", "className": "io.fmeshevents.testio.LoggingSink",
+                           "input": {"topics": [shouted], "typeClassName": "java.lang.String"}}],
+            }}
+    apply(stack, real_namespace, pulsar_config_map(), mesh)
+    sink = component_selector("flow-log", "sink")
+    wait_for("the sink logs what went through the function", lambda: all(
+        f"fmesh-sink received: item-{i}!" in pod_logs(stack, real_namespace, sink) for i in range(5)), 300)
+
+
+def upload_package(stack: devstack.StackInfo, url: str, data: bytes) -> None:
+    from tests.integration.test_runner_payload import upload_package as upload
+
+    upload(stack, url, data)
+
+
+@pytest.mark.parametrize("image", [SAMPLE_IMAGE, "streamnative/pulsar-functions-pulsarctl-java-runner:4.0.7"])
+def test_function_package_downloaded_through_package_management(
+        stack: devstack.StackInfo, settings: Settings, real_namespace: str, topic_prefix: str,
+        operator: Operator, image: str, tmp_path: Path) -> None:
+    """jarLocation function://...: the pod fetches it with pulsar-admin (Java runner) or
+    pulsarctl (the -pulsarctl- runner), as Function Mesh's command line says."""
+    examples = subprocess.run(  # the examples jar out of the image itself: the package to upload
+        ["docker", "run", "--rm", "--entrypoint", "cat", "fmesh-events/java-runner:4.0.7",
+         "/pulsar/examples/api-examples.jar"], capture_output=True, check=True).stdout
+    package = f"function://public/default/excl-{secrets.token_hex(3)}@v1"
+    upload_package(stack, package, examples)
+    inp, out = f"{topic_prefix}in", f"{topic_prefix}out"
+    tool = "pulsarctl" if "pulsarctl" in image else "pulsar-admin"
+    name = f"pkg-{tool}"
+    function = java_function(name, [inp], out, image=image,
+                             java={"jar": "fetched.jar", "jarLocation": package})
+    topics = Topics(settings)
+    try:
+        consumer = topics.consumer(out)
+        apply(stack, real_namespace, pulsar_config_map(), function)
+        wait_for("the instance Ready", lambda: running_on_real_node(
+            stack, real_namespace, component_selector(name), 1), 240)
+        command = json.loads(stack.kubectl("get", "statefulset", f"{name}-function", "-n", real_namespace,
+                                           "-o", "json").stdout)["spec"]["template"]["spec"]["containers"][0]
+        expected = "pulsarctl" if tool == "pulsarctl" else "/pulsar/bin/pulsar-admin"
+        assert f"{expected} " in " ".join(command["command"])
+        topics.send(inp, ["pkg"])
+        assert receive(consumer, 1) == ["pkg!"]
+    finally:
+        topics.close()
+
+
+def test_secrets_map_reaches_the_instance_and_no_topic(
+        stack: devstack.StackInfo, settings: Settings, real_namespace: str, topic_prefix: str,
+        operator: Operator, operator_settings: Settings) -> None:
+    """secretsMap: the instance reads the Secret through EnvironmentBasedSecretsProvider."""
+    value = f"s3cr3t-{secrets.token_hex(8)}"
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "fn-secret"},
+              "stringData": {"password": value}}
+    inp, out = f"{topic_prefix}in", f"{topic_prefix}out"
+    function = work_function("secretive", inp, out, work_ms=0,
+                             secretsMap={"dbPassword": {"path": "fn-secret", "key": "password"}})
+    apply(stack, real_namespace, pulsar_config_map(), secret, function)
+    wait_for("the instance Ready", lambda: running_on_real_node(
+        stack, real_namespace, component_selector("secretive"), 1), 240)
+    pod = pods(stack, real_namespace, component_selector("secretive"))[0]["metadata"]["name"]
+    env = stack.kubectl("exec", "-n", real_namespace, pod, "--", "printenv", "dbPassword").stdout.strip()
+    assert env == value
+    for topic in (events.RESOURCE_EVENTS, events.POD_EVENTS):
+        for message in read_messages(operator_settings, topic):
+            assert value.encode() not in message.data()
+
+
+def _deploy_documents(stack: devstack.StackInfo, system_namespace: str,
+                      watch_namespace: str) -> list[dict[str, Any]]:
+    """deploy/ as `kubectl apply -k` renders it, less the CRDs the stack already serves, the
+    operator told to watch only the test's namespace (a cluster-wide one would reconcile the
+    other tests' objects too) and to keep its topics in a namespace of its own."""
+    rendered = stack.kubectl("kustomize", str(REPO / "deploy")).stdout
+    docs = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] != "CustomResourceDefinition"]
+    config = next(d for d in docs if d["kind"] == "ConfigMap")
+    config["data"].update({"FMESH_SYSTEM_NAMESPACE": system_namespace,
+                           "FMESH_WATCH_NAMESPACES": json.dumps([watch_namespace])})
+    return docs
+
+
+def _operator_pods(stack: devstack.StackInfo) -> list[dict[str, Any]]:
+    return [p for p in pods(stack, "fmesh-system", "app.kubernetes.io/name=fmesh-events")
+            if not p["metadata"].get("deletionTimestamp")]
+
+
+def _leader(stack: devstack.StackInfo) -> str | None:
+    leaders = [p["metadata"]["name"] for p in _operator_pods(stack)
+               if "now the active watcher" in stack.kubectl(
+                   "logs", "-n", "fmesh-system", p["metadata"]["name"], check=False).stdout]
+    return leaders[0] if len(leaders) == 1 else None
+
+
+def test_the_operator_image_as_deployed_runs_functions_and_fails_over(
+        stack: devstack.StackInfo, settings: Settings, real_namespace: str, topic_prefix: str) -> None:
+    """deploy/'s two-replica Deployment on the real node, from the image built here: both
+    replicas Ready, one watcher leads; its pod killed, the standby takes over and what is
+    applied afterwards still runs."""
+    from fmesh_events.devstack import images
+    from fmesh_events.devstack.progress import Progress
+
+    tag = "0.1.0"  # deploy/'s own tag: the manifests are used as they are
+    local_tag = images.build_operator_image(REPO, tag, settings.cache_dir, Progress())
+    images.push_images(f"127.0.0.1:{stack.registry_port}",
+                       {local_tag: [(images.OPERATOR_IMAGE_REPOSITORY, tag)]}, Progress())
+    system_namespace = f"public/deployed-{secrets.token_hex(3)}"
+    docs = _deploy_documents(stack, system_namespace, real_namespace)
+    manifest = "\n---\n".join(json.dumps(d) for d in docs)
+    stack.kubectl("apply", "--server-side", "-f", "-", input=manifest)
+    topics = Topics(settings)
+    try:
+        stack.kubectl("rollout", "status", "deployment/fmesh-events", "-n", "fmesh-system",
+                      "--timeout=240s", timeout=260)
+        assert all(p["spec"]["nodeName"] == node.NODE_NAME for p in _operator_pods(stack))
+        wait_for("one leading watcher", lambda: _leader(stack) is not None, 120)
+        leader = _leader(stack)
+        inp, out = f"{topic_prefix}in", f"{topic_prefix}out"
+        consumer = topics.consumer(out)
+        apply(stack, real_namespace, pulsar_config_map(), java_function("deployed", [inp], out))
+        wait_for("the function running", lambda: running_on_real_node(
+            stack, real_namespace, component_selector("deployed"), 1), 240)
+        topics.send(inp, ["one"])
+        assert receive(consumer, 1) == ["one!"]
+
+        stack.kubectl("delete", "pod", "-n", "fmesh-system", str(leader), "--grace-period=0", "--force")
+        took = wait_for("the standby leads", lambda: _leader(stack) not in (None, leader), 120)
+        print(f"standby took over {took:.1f}s after the leader's pod was killed")
+        stack.kubectl("scale", "function/deployed", "--replicas=2", "-n", real_namespace)
+        wait_for("scaled by the operator that took over", lambda: running_on_real_node(
+            stack, real_namespace, component_selector("deployed"), 2), 240)
+    finally:
+        topics.close()
+        stack.kubectl("delete", "-f", "-", "--wait=false", "--ignore-not-found", input=manifest,
+                      check=False)
