@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from fmesh_events.devstack import builds, docker, images, local, node
@@ -56,7 +57,13 @@ def up(stack_dir: Path, cache_dir: Path, backend: str = "auto",
         if stack.backend == "docker":
             docker.up(stack, progress)
         else:
-            tool = builds.ensure_toolchain(cache_dir, progress)
+            # The images (Maven, debootstrap, Docker: mostly downloads) are made while Go
+            # builds the stack's binaries (mostly CPU).
+            with ThreadPoolExecutor(1) as pool:
+                images_built = pool.submit(images.build_images, cache_dir, progress) \
+                    if real_node else None
+                tool = builds.ensure_toolchain(cache_dir, progress)
+                built = images_built.result() if images_built is not None else {}
             stack.kubectl_path = str(tool.kubectl)
             stack.versions = tool.versions
             node_ip = None
@@ -68,9 +75,7 @@ def up(stack_dir: Path, cache_dir: Path, backend: str = "auto",
             local.start_pulsar(tool, stack, advertised_address=node_ip)
             stack.save()
             if real_node:
-                # Images first (the registry they go to outlives the stack in the cache),
-                # while Pulsar starts.
-                built = images.build_images(cache_dir, progress)
+                # The registry's storage outlives the stack in the cache: pushes are quick.
                 registry_port = stack.registry_port = local.start_registry(tool, stack, cache_dir)
                 images.push_images(f"127.0.0.1:{registry_port}", built, progress)
             local.start_kubernetes(tool, stack, progress, node_ip=node_ip)

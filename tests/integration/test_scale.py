@@ -14,7 +14,6 @@ import pulsar
 from kubernetes import client
 
 from fmesh_events import devstack, events, kube_client, pulsar_client
-from fmesh_events.scale.usage import PodUsage
 from fmesh_events.settings import Settings
 from tests.examples import EXAMPLES, documents, example
 from tests.integration.watch_helpers import (
@@ -158,42 +157,6 @@ def test_scale_to_zero_and_back_on_activation(stack: devstack.StackInfo, setting
         wait_for("back from zero", lambda: _replicas(stack, namespace, "idle") == 1, 30)
     reasons = [d["reason"] for d in _decisions(ws, "idle")]
     assert any("activation" in r for r in reasons), reasons
-
-
-class SteadyCpu:
-    """A test double for CPU samples only: this stack has no kubelet, so metrics.k8s.io has
-    nothing to serve. The pods are the real (KWOK) pods of the workload, sharing a steady load
-    of `total` percent of one pod's request, as a fixed amount of work spreads over replicas."""
-
-    def __init__(self, settings: Settings, total: float) -> None:
-        self.core = client.CoreV1Api(kube_client.api_client(settings))
-        self.total = total
-        self.calls = 0
-
-    def usage(self, namespace: str, selector: str) -> PodUsage:
-        self.calls += 1
-        pods = self.core.list_namespaced_pod(namespace, label_selector=selector).items
-        ready = [p for p in pods if any(c.type == "Ready" and c.status == "True"
-                                        for c in (p.status.conditions or []))]
-        return PodUsage(served=True, cpu=[self.total / len(ready)] * len(ready) if ready else [],
-                        unready=len(pods) - len(ready))
-
-
-def test_cpu_target_scales_on_pod_cpu(stack: devstack.StackInfo, settings: Settings,
-                                      namespace: str, topic_prefix: str) -> None:
-    ws = watch_settings(settings, namespace)
-    cpu = SteadyCpu(ws, 240.0)  # 240% of one request against a target of 80% -> 3 pods
-    with InProcessWatcher(ws), reconciler(ws), scaler_only(ws), \
-            sampler_only(ws, usage=cpu, interval=2):
-        _apply(stack, namespace, _function("hot", topic_prefix + "in", minReplicas=1,
-                                           maxReplicas=4, autoscaling={"cpu": {
-                                               "targetUtilizationPercent": 80}}))
-        wait_for("scaled on CPU", lambda: _replicas(stack, namespace, "hot") == 3, 60)
-        time.sleep(6)  # at 3 pods each runs at 80%: within tolerance, it stays
-        assert _replicas(stack, namespace, "hot") == 3
-    assert cpu.calls > 0
-    up = next(d for d in _decisions(ws, "hot") if d["applied"])
-    assert up["cpuRecommendation"] == 3 and "cpu" in up["reason"]
 
 
 def test_restarted_scaler_keeps_the_window(stack: devstack.StackInfo, settings: Settings,
