@@ -24,7 +24,8 @@ def bench_stack() -> Iterator[tuple[devstack.StackInfo, Settings]]:
             raise devstack.StackError("stopped")
     except devstack.StackError:
         own = stack = devstack.up(Path(tempfile.mkdtemp(prefix="fmesh-bench-")), base.cache_dir,
-                                  base.stack_backend, crds=sorted((REPO / "crds").glob("*.yaml")))
+                                  base.stack_backend, crds=sorted((REPO / "crds").glob("*.yaml")),
+                                  real_node=base.real_node)
     try:
         yield stack, base.model_copy(update={"kubeconfig": stack.kubeconfig,
                                              "pulsar_service_url": stack.pulsar_service_url,

@@ -21,8 +21,9 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 def test_dev_up_status_env_down(stack: devstack.StackInfo, tmp_path: Path) -> None:
     if stack.backend != "local":
         pytest.skip("the CLI lifecycle test covers the local backend")
+    # A second stack beside the session's: the machine's one real node is the session's.
     env = {**os.environ, "FMESH_STACK_DIR": str(tmp_path / "cli-stack"),
-           "FMESH_STACK_BACKEND": "local"}
+           "FMESH_STACK_BACKEND": "local", "FMESH_REAL_NODE": "false"}
     up = _cli("dev", "up", "-o", "json", env=env)
     try:
         assert up.returncode == 0, up.stderr

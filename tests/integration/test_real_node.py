@@ -433,3 +433,24 @@ def test_the_operator_image_as_deployed_runs_functions_and_fails_over(
         topics.close()
         stack.kubectl("delete", "-f", "-", "--wait=false", "--ignore-not-found", input=manifest,
                       check=False)
+
+
+def test_pods_resolve_the_cluster_only_and_pull_from_the_local_registry(
+        stack: devstack.StackInfo, real_namespace: str) -> None:
+    """imagePullPolicy Always pulls from the node's loopback registry; cluster names resolve,
+    outside names do not (CoreDNS forwards nowhere); the pod network's FORWARD guard is on."""
+    script = ("getent hosts pulsar-broker.pulsar.svc.cluster.local && "
+              "getent hosts kubernetes.default.svc.cluster.local && "
+              "if getent hosts deb.debian.org; then echo OUTSIDE-RESOLVED; else echo OUTSIDE-REFUSED; fi")
+    stack.kubectl("run", "probe", "-n", real_namespace, "--restart=Never",
+                  "--image=streamnative/pulsar-functions-java-runner:2.10.0.0-rc10",
+                  "--image-pull-policy=Always", "--command", "--", "sh", "-c", script)
+    wait_for("the probe pod done", lambda: stack.kubectl(
+        "get", "pod", "probe", "-n", real_namespace, "-o", "jsonpath={.status.phase}").stdout
+        in ("Succeeded", "Failed"), 180)
+    out = stack.kubectl("logs", "probe", "-n", real_namespace).stdout
+    assert "pulsar-broker.pulsar.svc.cluster.local" in out, out
+    assert "kubernetes.default.svc.cluster.local" in out, out
+    assert "OUTSIDE-REFUSED" in out, out
+    rules = subprocess.run(["iptables", "-S", "FORWARD"], capture_output=True, text=True).stdout
+    assert f"-A FORWARD -s {node.POD_CIDR} ! -d {node.POD_CIDR} -j REJECT" in rules, rules
