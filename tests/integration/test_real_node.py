@@ -24,6 +24,7 @@ from fmesh_events import devstack, events, pulsar_client
 from fmesh_events.devstack import node
 from fmesh_events.settings import Settings
 from tests.integration.watch_helpers import Operator, read_messages, wait_for, watch_settings
+from tests.secret_values import new_secret
 
 REPO = Path(__file__).resolve().parents[2]
 EXCLAMATION = "org.apache.pulsar.functions.api.examples.ExclamationFunction"
@@ -350,7 +351,7 @@ def test_secrets_map_reaches_the_instance_and_no_topic(
         stack: devstack.StackInfo, settings: Settings, real_namespace: str, topic_prefix: str,
         operator: Operator, operator_settings: Settings) -> None:
     """secretsMap: the instance reads the Secret through EnvironmentBasedSecretsProvider."""
-    value = f"s3cr3t-{secrets.token_hex(8)}"
+    value = new_secret("real-node")  # also scanned for in every topic at the end of the run
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "fn-secret"},
               "stringData": {"password": value}}
     inp, out = f"{topic_prefix}in", f"{topic_prefix}out"
