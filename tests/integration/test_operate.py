@@ -5,42 +5,24 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
-import urllib.error
-import urllib.request
 from typing import Any
 
 from fmesh_events import devstack
+from fmesh_events.devstack.local import free_port
 from fmesh_events.settings import Settings
 from tests.examples import EXAMPLES, documents, example
-from tests.integration.watch_helpers import spawn_watcher, wait_for, watch_settings
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-    except OSError:
-        return 0, ""
+from tests.integration.watch_helpers import http_get, spawn_watcher, wait_for, watch_settings
 
 
 def test_run_serves_metrics_health_and_readiness_and_stops_gracefully(
         stack: devstack.StackInfo, settings: Settings, namespace: str, tmp_path: Any) -> None:
     ws = watch_settings(settings, namespace)
-    port = _free_port()
+    port = free_port()
     operator = spawn_watcher(ws, tmp_path / "operator.log", components="watch,reconcile,scale",
                              http_port=port)
     try:
-        wait_for("/readyz answers 200", lambda: _get(port, "/readyz")[0] == 200, 60)
-        assert _get(port, "/healthz") == (200, "ok\n")
+        wait_for("/readyz answers 200", lambda: http_get(port, "/readyz")[0] == 200, 60)
+        assert http_get(port, "/healthz") == (200, "ok\n")
         config = next(d for d in documents(EXAMPLES / "function.yaml") if d["kind"] == "ConfigMap")
         config["metadata"].pop("namespace", None)
         function = example("function.yaml", "Function")
@@ -48,15 +30,15 @@ def test_run_serves_metrics_health_and_readiness_and_stops_gracefully(
         for doc in (config, function):
             stack.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(doc))
         wait_for("a reconcile counted", lambda: 'fmesh_reconcile_total{outcome="OK"}' in
-                 _get(port, "/metrics")[1], 60)
-        metrics = _get(port, "/metrics")[1]
+                 http_get(port, "/metrics")[1], 60)
+        metrics = http_get(port, "/metrics")[1]
         for name in ("fmesh_watch_events_published_total", "fmesh_watch_lag_seconds",
                      "fmesh_reconcile_duration_seconds_bucket", "fmesh_subscription_backlog",
                      "fmesh_reconcile_dead_lettered_total"):
             assert name in metrics, name
         assert 'fmesh_subscription_backlog{subscription="reconcile",topic="resource-events"}' \
             in metrics
-        assert _get(port, "/nothing")[0] == 404
+        assert http_get(port, "/nothing")[0] == 404
         operator.send_signal(signal.SIGTERM)
         assert operator.wait(30) == 0, "SIGTERM did not stop the operator cleanly"
     finally:
@@ -69,12 +51,12 @@ def test_readyz_names_what_is_unreachable(stack: devstack.StackInfo, settings: S
                                           namespace: str, tmp_path: Any) -> None:
     ws = watch_settings(settings, namespace).model_copy(
         update={"pulsar_admin_url": "http://127.0.0.1:9"})
-    port = _free_port()
+    port = free_port()
     operator = spawn_watcher(ws, tmp_path / "operator.log", components="reconcile",
                              http_port=port)
     try:
-        wait_for("/readyz answers", lambda: _get(port, "/readyz")[0] != 0, 30)
-        status, body = _get(port, "/readyz")
+        wait_for("/readyz answers", lambda: http_get(port, "/readyz")[0] != 0, 30)
+        status, body = http_get(port, "/readyz")
         assert status == 503 and "Pulsar admin API" in body
         assert "Kubernetes" not in body
     finally:

@@ -7,11 +7,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import tarfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,10 +17,11 @@ import pytest
 
 from fmesh_events import devstack
 from fmesh_events.devstack import images
+from fmesh_events.devstack.local import free_port
 from fmesh_events.devstack.progress import Progress
 from fmesh_events.settings import Settings
 from tests.examples import EXAMPLES, documents, example
-from tests.integration.watch_helpers import wait_for, watch_settings
+from tests.integration.watch_helpers import http_get, wait_for, watch_settings
 
 REPO = Path(__file__).resolve().parents[2]
 # testcontainers' reaper container (testcontainers/ryuk) cannot be pulled here; each test
@@ -36,29 +34,13 @@ def operator_image(stack: devstack.StackInfo) -> str:
     return images.build_operator_image(REPO, "test", Settings().cache_dir, Progress())
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-    except OSError:
-        return 0, ""
-
-
 @pytest.fixture
 def container(operator_image: str, stack: devstack.StackInfo, settings: Settings,
               namespace: str) -> Iterator[tuple[Any, int]]:
     from testcontainers.core.container import DockerContainer
 
     ws = watch_settings(settings, namespace)
-    port = _free_port()
+    port = free_port()
     assert stack.kubeconfig is not None
     running = (
         DockerContainer(operator_image)
@@ -89,7 +71,7 @@ def test_image_reconciles_the_dev_stack_and_stops_gracefully(
         container: tuple[Any, int], stack: devstack.StackInfo, namespace: str) -> None:
     running, port = container
     wrapped = running.get_wrapped_container()
-    wait_for("/readyz answers 200 from the container", lambda: _get(port, "/readyz")[0] == 200, 90)
+    wait_for("/readyz answers 200 from the container", lambda: http_get(port, "/readyz")[0] == 200, 90)
     wrapped.reload()
     assert wrapped.attrs["Config"]["User"] == "10001:10001"
     config = next(d for d in documents(EXAMPLES / "function.yaml") if d["kind"] == "ConfigMap")

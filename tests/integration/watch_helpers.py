@@ -10,6 +10,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -288,3 +290,14 @@ def sampler_only(settings: Settings, usage: UsageSource | None = None, interval:
         stop.set()
         thread.join(10)
         client.close()
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    """(status, body) of a GET on a local port; (0, "") when nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+    except OSError:
+        return 0, ""
