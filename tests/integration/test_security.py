@@ -331,9 +331,10 @@ def _service_account_kubeconfig(stack: devstack.StackInfo, path: Path) -> Path:
 
 
 class FakeMetricsServer:
-    """metrics.k8s.io for a stack without kubelets, served through the API server's
-    aggregator as metrics-server is (an APIService, a Service of type ExternalName pointing at
-    localhost): every pod uses 3 times the CPU it requests, so autoscaled CRs scale up."""
+    """metrics.k8s.io for KWOK's pods (which have no kubelet to measure them), served through
+    the API server's aggregator as metrics-server is (an APIService, a Service of type
+    ExternalName pointing at localhost): every pod uses 3 times the CPU it requests, so
+    autoscaled CRs scale up. It stands in for the real node's metrics-server meanwhile."""
 
     APISERVICE = "v1beta1.metrics.k8s.io"
     SERVICE = "fmesh-test-fake-metrics"
@@ -398,8 +399,13 @@ class FakeMetricsServer:
     def __enter__(self) -> FakeMetricsServer:
         existing = self.stack.kubectl("get", "apiservice", self.APISERVICE, "-o", "json",
                                       check=False)
+        # The real node's metrics-server serves only real pods: this test's KWOK pods need
+        # the fake one for a while; the real one's APIService is put back on exit.
+        self.replaced: dict[str, Any] | None = None
         if existing.returncode == 0 and self.SERVICE not in existing.stdout:
-            pytest.skip("this stack serves metrics.k8s.io already (metrics-server?)")
+            real = json.loads(existing.stdout)
+            self.replaced = {"apiVersion": real["apiVersion"], "kind": real["kind"],
+                             "metadata": {"name": self.APISERVICE}, "spec": real["spec"]}
         self.thread.start()
         port = self.server.server_address[1]
         manifest = {"apiVersion": "v1", "kind": "List", "items": [
@@ -425,8 +431,11 @@ class FakeMetricsServer:
 
     def __exit__(self, *exc: object) -> None:
         # The APIService first: an unavailable aggregated API breaks every client's discovery.
-        self.stack.kubectl("delete", "apiservice", self.APISERVICE, "--ignore-not-found",
-                           check=False)
+        if self.replaced is not None:
+            self.stack.kubectl("replace", "-f", "-", input=json.dumps(self.replaced), check=False)
+        else:
+            self.stack.kubectl("delete", "apiservice", self.APISERVICE, "--ignore-not-found",
+                               check=False)
         self.stack.kubectl("delete", "service", self.SERVICE, "-n", "kube-system",
                            "--ignore-not-found", check=False)
         self.server.shutdown()
