@@ -417,7 +417,8 @@ def start_kubernetes(tool: Toolchain, stack: StackInfo, progress: Progress,
         "--service-cluster-ip-range=10.0.0.0/24", "--allow-privileged=true",
         f"--enable-admission-plugins={','.join(EXTRA_ADMISSION_PLUGINS)}",
         # API aggregation (metrics-server): the API server proxies with a client certificate
-        # of the front proxy's CA, and routes to the Endpoints' address directly.
+        # of the front proxy's CA. It reaches an APIService's Service by its cluster IP (kube-
+        # proxy's rules apply to the host too) or, for an ExternalName, by that name.
         f"--requestheader-client-ca-file={pki / 'front-proxy-ca.crt'}",
         f"--requestheader-allowed-names={FRONT_PROXY_CLIENT}",
         "--requestheader-extra-headers-prefix=X-Remote-Extra-",
@@ -425,7 +426,6 @@ def start_kubernetes(tool: Toolchain, stack: StackInfo, progress: Progress,
         "--requestheader-username-headers=X-Remote-User",
         f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
         f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
-        "--enable-aggregator-routing=true",
         # logs and exec reach a kubelet by the address it registered, never a DNS lookup.
         "--kubelet-preferred-address-types=InternalIP",
         "--authorization-mode=RBAC",

@@ -455,3 +455,28 @@ def test_pods_resolve_the_cluster_only_and_pull_from_the_local_registry(
     assert "OUTSIDE-REFUSED" in out, out
     rules = subprocess.run(["iptables", "-S", "FORWARD"], capture_output=True, text=True).stdout
     assert f"-A FORWARD -s {node.POD_CIDR} ! -d {node.POD_CIDR} -j REJECT" in rules, rules
+
+
+def test_a_spec_change_rolls_the_instances_and_processing_goes_on(
+        stack: devstack.StackInfo, settings: Settings, real_namespace: str, topic_prefix: str,
+        operator: Operator) -> None:
+    """A new class and jar reach the running pods: the next message meets the new code."""
+    inp, out = f"{topic_prefix}in", f"{topic_prefix}out"
+    name = "roll"
+    topics = Topics(settings)
+    try:
+        consumer = topics.consumer(out)
+        apply(stack, real_namespace, pulsar_config_map(), work_function(name, inp, out, work_ms=0))
+        wait_for("the instance Ready", lambda: running_on_real_node(
+            stack, real_namespace, component_selector(name), 1), 240)
+        topics.send(inp, ["before"])
+        assert receive(consumer, 1) == ["before@0"]
+        first_uid = pods(stack, real_namespace, component_selector(name))[0]["metadata"]["uid"]
+        apply(stack, real_namespace, java_function(name, [inp], out))  # now ExclamationFunction
+        wait_for("a new pod with the new spec", lambda: any(
+            p["metadata"]["uid"] != first_uid for p in pods(stack, real_namespace, component_selector(name)))
+            and running_on_real_node(stack, real_namespace, component_selector(name), 1), 240)
+        topics.send(inp, ["after"])
+        assert receive(consumer, 1) == ["after!"]
+    finally:
+        topics.close()
