@@ -4,6 +4,7 @@ into the stages and foundations; nothing below imports it."""
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -303,6 +304,9 @@ def dev_env(ctx: click.Context, kubectl_path: bool) -> None:
         click.echo("# pods on the real node reach the dev Pulsar at (a pulsarConfig ConfigMap's values):")
         click.echo(f"export FMESH_POD_BROKER_SERVICE_URL={urls['brokerServiceURL']}")
         click.echo(f"export FMESH_POD_WEB_SERVICE_URL={urls['webServiceURL']}")
+        click.echo("# an operator run here reaches those names at the node's address:")
+        aliases = json.dumps(node.host_aliases(stack), separators=(",", ":"))
+        click.echo(f"export FMESH_PULSAR_HOST_ALIASES={shlex.quote(aliases)}")
 
 
 @dev.command("image")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pulsar
 import urllib3
@@ -37,7 +38,22 @@ def connect(settings: Settings, **options: Any) -> pulsar.Client:
         kwargs["tls_allow_insecure_connection"] = settings.pulsar_tls_allow_insecure
         kwargs["tls_validate_hostname"] = settings.pulsar_tls_hostname_verification
     kwargs.update(options)
-    return pulsar.Client(settings.pulsar_service_url, **kwargs)
+    return pulsar.Client(aliased(settings.pulsar_service_url, settings.pulsar_host_aliases), **kwargs)
+
+
+def aliased(url: str, aliases: dict[str, str]) -> str:
+    """`url` with its host replaced by the address `aliases` gives for it, port and path kept.
+
+    Both client and admin URLs go through here, so an operator outside the cluster reaches a
+    pulsarConfig's `pulsar-broker.pulsar.svc.cluster.local` the way pods do."""
+    parts = urlsplit(url)
+    address = aliases.get(parts.hostname or "")
+    if address is None:
+        return url
+    netloc = address if parts.port is None else f"{address}:{parts.port}"
+    if parts.username is not None or parts.password is not None:
+        netloc = parts.netloc.rsplit("@", 1)[0] + "@" + netloc
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _quiet_logger() -> Any:
@@ -49,7 +65,7 @@ class PulsarAdmin:
     """The few admin REST v2 calls the operator makes, with the client's auth and TLS."""
 
     def __init__(self, settings: Settings) -> None:
-        self.base = settings.pulsar_admin_url.rstrip("/")
+        self.base = aliased(settings.pulsar_admin_url, settings.pulsar_host_aliases).rstrip("/")
         self.headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if settings.pulsar_auth_token is not None:
             self.headers["Authorization"] = f"Bearer {settings.pulsar_auth_token.get_secret_value()}"

@@ -58,6 +58,13 @@ class Settings(BaseSettings):
     pulsar_tls_hostname_verification: bool = Field(
         default=True, description="Check the broker certificate's host name."
     )
+    pulsar_host_aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description="Host names in Pulsar URLs to reach at another address, as a Pod's "
+                    "hostAliases do (JSON object). For an operator run outside the cluster: "
+                    "the cluster-domain names in the functions' pulsarConfig do not resolve "
+                    "there; `fmesh-events dev env` prints the dev stack's.",
+    )
     system_namespace: str = Field(
         default="public/fmesh-system",
         description="Pulsar tenant/namespace holding the operator's own topics.",

@@ -458,6 +458,19 @@ def in_cluster_urls() -> dict[str, str]:
     return {"brokerServiceURL": f"pulsar://{host}:6650", "webServiceURL": f"http://{host}:8080"}
 
 
+def host_aliases(stack: StackInfo) -> dict[str, str]:
+    """The in-cluster Pulsar names, each mapped to its Service's cluster IP, which the host
+    reaches through kube-proxy as pods do (FMESH_PULSAR_HOST_ALIASES): an operator run on the
+    host then deletes subscriptions on the cluster a pulsarConfig names."""
+    aliases: dict[str, str] = {}
+    for namespace, name in PULSAR_SERVICES:
+        cluster_ip = stack.kubectl("get", "service", name, "-n", namespace,
+                                   "-o", "jsonpath={.spec.clusterIP}").stdout.strip()
+        for suffix in ("", ".svc", f".svc.{CLUSTER_DOMAIN}"):
+            aliases[f"{name}.{namespace}{suffix}"] = cluster_ip
+    return aliases
+
+
 # --------------------------------------------------------------------------- teardown
 
 
