@@ -510,12 +510,17 @@ def _ensure_finalizer(writer: KubeWriter, model: Any, cr: dict[str, Any]) -> Non
 
 
 def _finalize(writer: KubeWriter, cr: dict[str, Any], options: Options, result: Result) -> None:
-    """Delete the input subscriptions, then let the CR go; give up after the timeout."""
+    """Stop the instances, delete the input subscriptions, then let the CR go; give up on
+    the subscriptions after the timeout."""
     meta = cr["metadata"]
+    deleted_at = datetime.fromisoformat(meta["deletionTimestamp"].replace("Z", "+00:00"))
     try:
         model = models.parse_resource(cr)
         if not isinstance(model, models.Function | models.Sink):
             raise ReconcileError(f"{cr['kind']} has no input subscriptions to clean up")
+        if _instances_stopping(writer, model, meta["namespace"], result) and \
+                (datetime.now(UTC) - deleted_at).total_seconds() < options.finalizer_timeout_seconds:
+            return
         config = writer.get("ConfigMap", meta["namespace"], model.spec.pulsar.pulsar_config)
         admin_url = ((config or {}).get("data") or {}).get("webServiceURL")
         if not admin_url:
@@ -527,7 +532,6 @@ def _finalize(writer: KubeWriter, cr: dict[str, Any], options: Options, result: 
             options.delete_subscription(admin_url, topic, subscription)
             result.children.append(("Subscription", f"{topic}:{subscription}", "DELETED"))
     except Exception as error:
-        deleted_at = datetime.fromisoformat(meta["deletionTimestamp"].replace("Z", "+00:00"))
         waited = (datetime.now(UTC) - deleted_at).total_seconds()
         if waited < options.finalizer_timeout_seconds:
             raise ReconcileError(f"cannot delete the input subscriptions yet: {error}") from error
@@ -537,6 +541,24 @@ def _finalize(writer: KubeWriter, cr: dict[str, Any], options: Options, result: 
     finalizers = [f for f in meta.get("finalizers") or [] if f != cleanup.FINALIZER]
     writer.patch_metadata(cr["kind"], meta["namespace"], meta["name"],
                           {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]})
+
+
+def _instances_stopping(writer: KubeWriter, model: models.Function | models.Sink,
+                        namespace: str, result: Result) -> bool:
+    """True while the workload's StatefulSet exists, after asking for its foreground deletion.
+
+    A running instance re-creates a subscription deleted under it (the broker drops its
+    consumer, the client subscribes again), so the subscriptions go only once the pods have
+    gone. Foreground deletion keeps the StatefulSet until its pods are gone; its DELETED event
+    (on pod-events) brings the key back here."""
+    name = render.statefulset_name(model)
+    stored = writer.get("StatefulSet", namespace, name)
+    if stored is None:
+        return False
+    if not stored["metadata"].get("deletionTimestamp"):
+        writer.delete("StatefulSet", namespace, name, propagation="Foreground")
+        result.children.append(("StatefulSet", name, "DELETED"))
+    return True
 
 
 def merge_patch(current: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:

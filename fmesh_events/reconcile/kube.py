@@ -74,9 +74,11 @@ class KubeWriter:
         ).to_dict()
         return applied
 
-    def delete(self, kind: str, namespace: str, name: str, orphan: bool = False) -> None:
+    def delete(self, kind: str, namespace: str, name: str, orphan: bool = False,
+               propagation: str = "Background") -> None:
+        """Delete; `orphan` keeps the dependents, `propagation` says how else they go."""
         self._count()
-        body = {"propagationPolicy": "Orphan" if orphan else "Background"}
+        body = {"propagationPolicy": "Orphan" if orphan else propagation}
         with contextlib.suppress(NotFoundError):
             self._resource(kind).delete(name=name, namespace=namespace, body=body)
 

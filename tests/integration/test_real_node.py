@@ -1,18 +1,23 @@
-"""Functions that really run: the operator (`fmesh-events run`, its own process) materializes
-Function Mesh YAML, the pods start on the stack's real node (kubelet, containerd, runc, CNI)
-from the images the stack built, and Pulsar function instances process real messages.
+"""Functions that really run: the operator, as its image in deploy/'s two-replica Deployment
+on the real node, materializes Function Mesh YAML; the pods start on the same node (kubelet,
+containerd, runc, CNI) from the images the stack built, and Pulsar function instances process
+real messages.
 
-Every test here uses `real_namespace` (no KWOK defaults); the rest of the suite sends its pods
-to the KWOK nodes.
+One Deployment serves the whole module: it watches one namespace per test, made before it
+starts (`real_namespace` here hands each test its own). The rest of the suite runs the operator
+as a host process and sends its pods to the KWOK nodes; one test here runs it on the host too,
+as `scripts/dev` does, to show the host reaches the cluster's Pulsar names.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,16 +68,72 @@ def apply(stack: devstack.StackInfo, namespace: str, *docs: dict[str, Any]) -> N
                   input="\n---\n".join(json.dumps(d) for d in docs))
 
 
-@pytest.fixture
-def operator_settings(settings: Settings, real_namespace: str) -> Settings:
-    """The settings the test's operator runs with: its own topics, the test's namespace."""
-    return watch_settings(settings, real_namespace)
+@dataclass
+class DeployedOperator:
+    """deploy/ applied as a user would, watching `namespaces` (test node id -> namespace)."""
+
+    settings: Settings  # the host's view: the stack's Pulsar, the Deployment's topics
+    manifest: str
+    namespaces: dict[str, str]
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40].strip("-")
+
+
+@pytest.fixture(scope="module")
+def deployed(stack: devstack.StackInfo, request: pytest.FixtureRequest) -> Iterator[DeployedOperator]:
+    """The operator's image built from this checkout, pushed to the node's registry, deploy/
+    applied with its two replicas; one namespace per test of this module that wants one."""
+    from fmesh_events.devstack import images
+    from fmesh_events.devstack.progress import Progress
+
+    if not stack.real_node:
+        pytest.fail("these tests need the stack's real node (FMESH_REAL_NODE is off)")
+    wanted = [item for item in request.session.items
+              if getattr(item, "module", None) is request.module
+              and "real_namespace" in getattr(item, "fixturenames", ())]
+    namespaces = {item.nodeid: f"r-{_slug(item.name)}-{secrets.token_hex(2)}"[:63].rstrip("-")
+                  for item in wanted}
+    for name in namespaces.values():
+        devstack.create_namespace(stack, name, fake_nodes=False)
+    base = Settings(kubeconfig=stack.kubeconfig, pulsar_service_url=stack.pulsar_service_url,
+                    pulsar_admin_url=stack.pulsar_admin_url,
+                    system_namespace=f"public/deployed-{secrets.token_hex(3)}",
+                    watch_namespaces=sorted(namespaces.values()))
+    tag = "0.1.0"  # deploy/'s own tag: the manifests are used as they are
+    local_tag = images.build_operator_image(REPO, tag, base.cache_dir, Progress())
+    images.push_images(f"127.0.0.1:{stack.registry_port}",
+                       {local_tag: [(images.OPERATOR_IMAGE_REPOSITORY, tag)]}, Progress())
+    manifest = "\n---\n".join(json.dumps(d) for d in _deploy_documents(stack, base))
+    stack.kubectl("apply", "--server-side", "-f", "-", input=manifest)
+    try:
+        stack.kubectl("rollout", "restart", "deployment/fmesh-events", "-n", "fmesh-system")
+        stack.kubectl("rollout", "status", "deployment/fmesh-events", "-n", "fmesh-system",
+                      "--timeout=240s", timeout=260)
+        wait_for("one leading watcher", lambda: _leader(stack) is not None, 120)
+        yield DeployedOperator(base, manifest, namespaces)
+    finally:
+        stack.kubectl("delete", "-f", "-", "--wait=false", "--ignore-not-found", input=manifest,
+                      check=False)
+        for name in namespaces.values():
+            stack.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 @pytest.fixture
-def operator(operator_settings: Settings, tmp_path: Path) -> Iterator[Operator]:
-    with Operator(operator_settings, tmp_path / "operator.log") as running:
-        yield running
+def real_namespace(deployed: DeployedOperator, stack: devstack.StackInfo,
+                   request: pytest.FixtureRequest) -> Iterator[str]:
+    """This test's namespace, one the Deployment watches; emptied when the test ends."""
+    name = deployed.namespaces[request.node.nodeid]
+    yield name
+    stack.kubectl("delete", "functionmeshes,functions,sources,sinks,pods", "--all", "-n", name,
+                  "--wait=false", check=False)
+
+
+@pytest.fixture
+def operator_settings(deployed: DeployedOperator) -> Settings:
+    """Where the deployed operator keeps its topics (scale-decisions, events), from the host."""
+    return deployed.settings
 
 
 def pods(stack: devstack.StackInfo, namespace: str, selector: str) -> list[dict[str, Any]]:
@@ -135,8 +196,7 @@ def receive(consumer: pulsar.Consumer, count: int, timeout: float = 120) -> list
 
 
 def test_java_exclamation_function_processes_messages(stack: devstack.StackInfo, settings: Settings,
-                                                     real_namespace: str, topic_prefix: str,
-                                                     operator: Operator) -> None:
+                                                     real_namespace: str, topic_prefix: str) -> None:
     inp, out = f"{topic_prefix}in", f"{topic_prefix}out"
     topics = Topics(settings)
     try:
@@ -180,8 +240,7 @@ def scale_decisions(settings: Settings, name: str) -> list[dict[str, Any]]:
 
 
 def test_kubectl_scale_to_three_splits_the_messages(stack: devstack.StackInfo, settings: Settings,
-                                                   real_namespace: str, topic_prefix: str,
-                                                   operator: Operator) -> None:
+                                                   real_namespace: str, topic_prefix: str) -> None:
     inp, out = f"{topic_prefix}in", f"{topic_prefix}out"
     topics = Topics(settings)
     try:
@@ -217,7 +276,7 @@ def test_kubectl_scale_to_three_splits_the_messages(stack: devstack.StackInfo, s
 
 def test_backlog_scales_out_real_instances_drain_it_and_it_scales_back(
         stack: devstack.StackInfo, settings: Settings, real_namespace: str, topic_prefix: str,
-        operator: Operator, operator_settings: Settings) -> None:
+        operator_settings: Settings) -> None:
     inp, out = f"{topic_prefix}in", f"{topic_prefix}out"
     name = "drain"
     ws = operator_settings
@@ -257,7 +316,7 @@ def test_backlog_scales_out_real_instances_drain_it_and_it_scales_back(
 
 def test_cpu_scales_out_on_metrics_server_numbers(stack: devstack.StackInfo, settings: Settings,
                                                  real_namespace: str, topic_prefix: str,
-                                                 operator: Operator, operator_settings: Settings) -> None:
+                                                 operator_settings: Settings) -> None:
     inp, out = f"{topic_prefix}in", f"{topic_prefix}out"
     name = "burn"
     ws = operator_settings
@@ -288,7 +347,7 @@ def test_cpu_scales_out_on_metrics_server_numbers(stack: devstack.StackInfo, set
 
 
 def test_functionmesh_source_function_sink_carries_messages(
-        stack: devstack.StackInfo, real_namespace: str, topic_prefix: str, operator: Operator) -> None:
+        stack: devstack.StackInfo, real_namespace: str, topic_prefix: str) -> None:
     """Our CountingSource -> ExclamationFunction -> our LoggingSink, as one FunctionMesh."""
     raw, shouted = f"{topic_prefix}raw", f"{topic_prefix}shouted"
     connector = {"image": SAMPLE_IMAGE, "replicas": 1, "pulsar": {"pulsarConfig": PULSAR_CONFIG},
@@ -318,7 +377,7 @@ def upload_package(stack: devstack.StackInfo, url: str, data: bytes) -> None:
 @pytest.mark.parametrize("image", [SAMPLE_IMAGE, "streamnative/pulsar-functions-pulsarctl-java-runner:4.0.7"])
 def test_function_package_downloaded_through_package_management(
         stack: devstack.StackInfo, settings: Settings, real_namespace: str, topic_prefix: str,
-        operator: Operator, image: str, tmp_path: Path) -> None:
+        image: str, tmp_path: Path) -> None:
     """jarLocation function://...: the pod fetches it with pulsar-admin (Java runner) or
     pulsarctl (the -pulsarctl- runner), as Function Mesh's command line says."""
     examples = subprocess.run(  # the examples jar out of the image itself: the package to upload
@@ -349,7 +408,7 @@ def test_function_package_downloaded_through_package_management(
 
 def test_secrets_map_reaches_the_instance_and_no_topic(
         stack: devstack.StackInfo, settings: Settings, real_namespace: str, topic_prefix: str,
-        operator: Operator, operator_settings: Settings) -> None:
+        operator_settings: Settings) -> None:
     """secretsMap: the instance reads the Secret through EnvironmentBasedSecretsProvider."""
     value = new_secret("real-node")  # also scanned for in every topic at the end of the run
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "fn-secret"},
@@ -368,16 +427,15 @@ def test_secrets_map_reaches_the_instance_and_no_topic(
             assert value.encode() not in message.data()
 
 
-def _deploy_documents(stack: devstack.StackInfo, system_namespace: str,
-                      watch_namespace: str) -> list[dict[str, Any]]:
+def _deploy_documents(stack: devstack.StackInfo, settings: Settings) -> list[dict[str, Any]]:
     """deploy/ as `kubectl apply -k` renders it, less the CRDs the stack already serves, the
-    operator told to watch only the test's namespace (a cluster-wide one would reconcile the
-    other tests' objects too) and to keep its topics in a namespace of its own."""
+    operator told to watch only this module's namespaces (a cluster-wide one would reconcile
+    the other tests' objects too) and to keep its topics in a namespace of its own."""
     rendered = stack.kubectl("kustomize", str(REPO / "deploy")).stdout
     docs = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] != "CustomResourceDefinition"]
     config = next(d for d in docs if d["kind"] == "ConfigMap")
-    config["data"].update({"FMESH_SYSTEM_NAMESPACE": system_namespace,
-                           "FMESH_WATCH_NAMESPACES": json.dumps([watch_namespace])})
+    config["data"].update({"FMESH_SYSTEM_NAMESPACE": settings.system_namespace,
+                           "FMESH_WATCH_NAMESPACES": json.dumps(settings.watch_namespaces)})
     return docs
 
 
@@ -393,30 +451,16 @@ def _leader(stack: devstack.StackInfo) -> str | None:
     return leaders[0] if len(leaders) == 1 else None
 
 
-def test_the_operator_image_as_deployed_runs_functions_and_fails_over(
+def test_the_deployed_operator_fails_over_and_keeps_reconciling(
         stack: devstack.StackInfo, settings: Settings, real_namespace: str, topic_prefix: str) -> None:
-    """deploy/'s two-replica Deployment on the real node, from the image built here: both
-    replicas Ready, one watcher leads; its pod killed, the standby takes over and what is
-    applied afterwards still runs."""
-    from fmesh_events.devstack import images
-    from fmesh_events.devstack.progress import Progress
-
-    tag = "0.1.0"  # deploy/'s own tag: the manifests are used as they are
-    local_tag = images.build_operator_image(REPO, tag, settings.cache_dir, Progress())
-    images.push_images(f"127.0.0.1:{stack.registry_port}",
-                       {local_tag: [(images.OPERATOR_IMAGE_REPOSITORY, tag)]}, Progress())
-    system_namespace = f"public/deployed-{secrets.token_hex(3)}"
-    docs = _deploy_documents(stack, system_namespace, real_namespace)
-    manifest = "\n---\n".join(json.dumps(d) for d in docs)
-    stack.kubectl("apply", "--server-side", "-f", "-", input=manifest)
+    """Both replicas run on the real node, one watcher leads; its pod killed, the standby takes
+    over and what is changed afterwards still happens."""
+    assert {p["spec"]["nodeName"] for p in _operator_pods(stack)} == {node.NODE_NAME}
+    assert len(_operator_pods(stack)) == 2
+    leader = _leader(stack)
+    inp, out = f"{topic_prefix}in", f"{topic_prefix}out"
     topics = Topics(settings)
     try:
-        stack.kubectl("rollout", "status", "deployment/fmesh-events", "-n", "fmesh-system",
-                      "--timeout=240s", timeout=260)
-        assert all(p["spec"]["nodeName"] == node.NODE_NAME for p in _operator_pods(stack))
-        wait_for("one leading watcher", lambda: _leader(stack) is not None, 120)
-        leader = _leader(stack)
-        inp, out = f"{topic_prefix}in", f"{topic_prefix}out"
         consumer = topics.consumer(out)
         apply(stack, real_namespace, pulsar_config_map(), java_function("deployed", [inp], out))
         wait_for("the function running", lambda: running_on_real_node(
@@ -432,8 +476,54 @@ def test_the_operator_image_as_deployed_runs_functions_and_fails_over(
             stack, real_namespace, component_selector("deployed"), 2), 240)
     finally:
         topics.close()
-        stack.kubectl("delete", "-f", "-", "--wait=false", "--ignore-not-found", input=manifest,
-                      check=False)
+
+
+def subscription_exists(settings: Settings, topic: str, subscription: str) -> bool:
+    admin = pulsar_client.PulsarAdmin(settings)
+    try:
+        found = admin.request("GET", f"/admin/v2/persistent/{topic.removeprefix('persistent://')}"
+                                     "/subscriptions")
+    except pulsar_client.PulsarAdminError:  # no topic yet
+        return False
+    return subscription in found
+
+
+def delete_removes_the_subscription(stack: devstack.StackInfo, settings: Settings, namespace: str,
+                                    topic_prefix: str) -> None:
+    """A Function with cleanupSubscription, deleted: its instance's subscription goes, on the
+    cluster its pulsarConfig names, and then the Function itself (the finalizer lifted)."""
+    inp, out = f"{topic_prefix}in", f"{topic_prefix}out"
+    name = "tidy"
+    subscription = f"public/default/{name}"
+    apply(stack, namespace, pulsar_config_map(),
+          java_function(name, [inp], out, cleanupSubscription=True))
+    wait_for("the instance subscribed", lambda: subscription_exists(settings, inp, subscription), 240)
+    stack.kubectl("delete", "function", name, "-n", namespace, "--wait=false")
+    wait_for("the Function gone", lambda: not stack.kubectl(
+        "get", "function", name, "-n", namespace, "--ignore-not-found", "-o", "name").stdout.strip(), 120)
+    assert not subscription_exists(settings, inp, subscription)
+
+
+def test_delete_with_cleanup_subscription_removes_the_subscription(
+        stack: devstack.StackInfo, settings: Settings, real_namespace: str, topic_prefix: str) -> None:
+    delete_removes_the_subscription(stack, settings, real_namespace, topic_prefix)
+
+
+def test_an_operator_on_the_host_cleans_up_through_the_host_aliases(
+        stack: devstack.StackInfo, settings: Settings, topic_prefix: str, tmp_path: Path,
+        request: pytest.FixtureRequest) -> None:
+    """`fmesh-events run` on the host, as scripts/dev starts it with `dev env`'s exports: the
+    pulsarConfig's cluster-domain name does not resolve there; FMESH_PULSAR_HOST_ALIASES maps
+    it to the Service's cluster IP."""
+    namespace = f"h-{_slug(request.node.name)}-{secrets.token_hex(2)}"[:63].rstrip("-")
+    devstack.create_namespace(stack, namespace, fake_nodes=False)
+    aliases = json.dumps(node.host_aliases(stack))
+    try:
+        with Operator(watch_settings(settings, namespace), tmp_path / "operator.log",
+                      env={"FMESH_PULSAR_HOST_ALIASES": aliases}):
+            delete_removes_the_subscription(stack, settings, namespace, topic_prefix)
+    finally:
+        stack.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
 def test_pods_resolve_the_cluster_only_and_pull_from_the_local_registry(
@@ -458,8 +548,7 @@ def test_pods_resolve_the_cluster_only_and_pull_from_the_local_registry(
 
 
 def test_a_spec_change_rolls_the_instances_and_processing_goes_on(
-        stack: devstack.StackInfo, settings: Settings, real_namespace: str, topic_prefix: str,
-        operator: Operator) -> None:
+        stack: devstack.StackInfo, settings: Settings, real_namespace: str, topic_prefix: str) -> None:
     """A new class and jar reach the running pods: the next message meets the new code."""
     inp, out = f"{topic_prefix}in", f"{topic_prefix}out"
     name = "roll"
