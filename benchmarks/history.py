@@ -9,7 +9,7 @@
 
 Usage: python benchmarks/history.py [--sizes 100000,1000000] [--out FILE]
 Uses the running dev stack (`fmesh-events dev up`), or starts one. Figures go to
-benchmarks/results/history.json (see the README's performance section).
+benchmarks/results/history.json (see docs/performance.md).
 """
 
 from __future__ import annotations

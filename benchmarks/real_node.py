@@ -11,7 +11,7 @@
 
 Usage: python benchmarks/real_node.py [--sizes 5,10,20,30] [--out FILE]
 Uses the running dev stack (`fmesh-events dev up`, real node on), or starts one. Figures go
-to benchmarks/results/real_node.json (see the README's performance section).
+to benchmarks/results/real_node.json (see docs/performance.md).
 """
 
 from __future__ import annotations

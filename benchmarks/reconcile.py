@@ -5,7 +5,7 @@ in one run against the same API server.
 
 Usage: python benchmarks/reconcile.py [--sizes 100,1000,5000] [--out FILE]
 Uses the running dev stack (`fmesh-events dev up`), or starts one for the run. Figures go to
-benchmarks/results/reconcile.json (see the README's performance section).
+benchmarks/results/reconcile.json (see docs/performance.md).
 """
 
 from __future__ import annotations

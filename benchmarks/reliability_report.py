@@ -3,12 +3,12 @@
 - the JSON lines the tests reported (tests/reliability.py: one line per test, its figures),
 - pytest's JUnit XML of the same run (what passed, failed, was skipped),
 
-written to benchmarks/results/reliability.json and, as tables, into the README between the
-markers of its reliability section. Nothing here is measured: it only reads what the tests
-measured, so the README says exactly what the last run said.
+written to benchmarks/results/reliability.json and, as tables, into docs/reliability.md
+between its markers. Nothing here is measured: it only reads what the tests measured, so
+the docs say exactly what the last run said.
 
 Usage: python benchmarks/reliability_report.py FIGURES.jsonl JUNIT.xml [--long]
-       [--out benchmarks/results/reliability.json] [--readme README.md]
+       [--out benchmarks/results/reliability.json] [--doc docs/reliability.md]
 """
 
 from __future__ import annotations
@@ -163,13 +163,13 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_readme(readme: Path, section: str) -> None:
-    text = readme.read_text()
+def write_doc(doc: Path, section: str) -> None:
+    text = doc.read_text()
     if BEGIN not in text or END not in text:
-        raise SystemExit(f"{readme}: no {BEGIN} ... {END} markers to write between")
+        raise SystemExit(f"{doc}: no {BEGIN} ... {END} markers to write between")
     head, rest = text.split(BEGIN, 1)
     _old, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{BEGIN}\n{section}\n{END}{tail}")
+    doc.write_text(f"{head}{BEGIN}\n{section}\n{END}{tail}")
 
 
 def main() -> None:
@@ -178,7 +178,7 @@ def main() -> None:
     parser.add_argument("junit", type=Path)
     parser.add_argument("--long", action="store_true")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/reliability.json")
-    parser.add_argument("--readme", type=Path, default=None)
+    parser.add_argument("--doc", type=Path, default=None)
     args = parser.parse_args()
     report = {
         "benchmark": "reliability", "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -188,9 +188,9 @@ def main() -> None:
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     section = markdown(report)
     print(section)
-    if args.readme is not None:
-        write_readme(args.readme, section)
-        print(f"\nwritten to {args.out} and {args.readme}", file=sys.stderr)
+    if args.doc is not None:
+        write_doc(args.doc, section)
+        print(f"\nwritten to {args.out} and {args.doc}", file=sys.stderr)
 
 
 def _cores() -> int:

@@ -13,7 +13,7 @@ the sampler makes for 100 and 1,000 autoscaled Functions.
 
 Usage: python benchmarks/scale.py [--sizes 100,1000] [--bursts 5] [--out FILE]
 Uses the running dev stack (`fmesh-events dev up`), or starts one. Figures go to
-benchmarks/results/scale.json (see the README's performance section).
+benchmarks/results/scale.json (see docs/performance.md).
 """
 
 from __future__ import annotations

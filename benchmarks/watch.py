@@ -11,7 +11,7 @@ and measures in the same run, against the same API server:
 
 Usage: python benchmarks/watch.py [--sizes 1000,10000] [--writers 8] [--out FILE]
 Uses the running dev stack (`fmesh-events dev up`), or starts one for the run.
-Figures go to benchmarks/results/watch.json (see the README's performance section).
+Figures go to benchmarks/results/watch.json (see docs/performance.md).
 """
 
 from __future__ import annotations

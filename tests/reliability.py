@@ -1,7 +1,7 @@
 """Figures of the reliability suite (issue 8). Each test that proves a promise reports what it
 measured here: printed, and appended as one JSON line to $FMESH_RELIABILITY_OUT when set
 (scripts/reliability sets it, then benchmarks/reliability_report.py turns the lines into
-benchmarks/results/reliability.json and the README's reliability section)."""
+benchmarks/results/reliability.json and docs/reliability.md)."""
 
 from __future__ import annotations
 

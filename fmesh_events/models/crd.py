@@ -49,7 +49,7 @@ REGENERATE_COMMAND = "python -m fmesh_events.models.crd --write crds/"
 EMBEDDED_OPTIONS = k8s_types.Options(descriptions=False)
 """Kubernetes' descriptions of the embedded types are left out, as controller-gen's
 maxDescLen=0 does for Function Mesh's own CRDs: with them a Function's CRD alone would pass
-the 256 KiB that client-side ``kubectl apply`` can record (see the README's "The CRDs")."""
+the 256 KiB that client-side ``kubectl apply`` can record (see docs/crds.md)."""
 
 
 @dataclass(frozen=True)
