@@ -13,7 +13,8 @@ sample functions. Pulsar's own java-instance.jar and CLIs are not on Maven Centr
 - pulsar/bin/pulsar-admin, pulsar/bin/pulsarctl: bash wrappers of
   pulsar/tools/fmesh-pulsar-cli.jar (package and function downloads, pulsarctl's context);
 - pulsar/examples/api-examples.jar: pulsar-functions-api-examples;
-- pulsar/connectors/fmesh-test-io.jar: a counting source and a logging sink for tests;
+- pulsar/connectors/fmesh-test-io.jar: test connectors (a counting source, a counting batch
+  source and an interval discovery triggerer for it, a logging sink, a work function);
 - pulsar/logs, pulsar/tmp, pulsar/conf: empty, the instance writes there.
 
 The result is cached under <cache>/runner-java-<Pulsar version>-<hash of the sources>/.

@@ -601,7 +601,12 @@ def _consumer_source_spec(cr: Function | Sink) -> dict[str, Any]:
 def _batch_source_configs(
     configs: dict[str, Any], batch: Any, class_name: str | None
 ) -> tuple[dict[str, Any], str | None]:
-    """Wrap a source's configs for Pulsar's BatchSourceExecutor."""
+    """Wrap a source's configs for Pulsar's BatchSourceExecutor, as Pulsar's worker does.
+
+    Pulsar's instance takes only a Source as the source class: a BatchSource passed directly
+    (Function Mesh's rendering, which leaves batchSourceConfig out) makes it fail with "Source
+    does not implement correct interface" (tests/integration/test_runner_payload.py runs both).
+    """
     if batch is None:
         return configs, class_name
     wrapped = dict(configs)

@@ -9,7 +9,15 @@ untouched), where the command line our reconciler renders for a CR runs byte for
 - a package uploaded through the REST API comes back byte-identical through the rendered
   `pulsar-admin packages download` and `pulsarctl packages download`, with and without
   token authentication; `functions download` asks the admin API for the right path;
-- the test connectors run as a Source and a Sink: counted messages reach the sink's log.
+- the test connectors run as a Source and a Sink: counted messages reach the sink's log;
+- a batch source runs wrapped in Pulsar's BatchSourceExecutor (our rendering, and Function
+  Mesh's documented hand-wrapped sourceConfig); passed directly as the source class, as
+  Function Mesh renders a batchSourceConfig, Pulsar's instance refuses it;
+- what a Java function logs through its Context reaches its logTopic and the console at the
+  level the spec asks, and only then.
+
+With FMESH_TEST_STACK_DIR set, the tests use that stack's broker instead of starting one
+(the token-authentication tests always start their own).
 
 Needs root (mount namespaces) and the free ports 9093 and 9094 the instance listens on.
 """
@@ -115,6 +123,10 @@ def rootfs(progress: Progress) -> Path:
 
 @pytest.fixture(scope="module")
 def pulsar_stack(tmp_path_factory: pytest.TempPathFactory, progress: Progress) -> Iterator[StackInfo]:
+    reuse = os.environ.get("FMESH_TEST_STACK_DIR")
+    if reuse:  # a running dev stack's broker: every test here uses topics of its own
+        yield StackInfo.load(Path(reuse))
+        return
     stack = _start_pulsar(Settings().cache_dir, tmp_path_factory.mktemp("runner-pulsar"), progress)
     try:
         yield stack
@@ -359,6 +371,56 @@ def logging_sink(name: str, topic: str) -> Sink:
     return cr
 
 
+BATCH_SOURCE = "io.fmeshevents.testio.CountingBatchSource"
+TRIGGERER = "io.fmeshevents.testio.IntervalTriggerer"
+
+
+def counting_batch_source(name: str, topic: str, prefix: str, form: str) -> Source:
+    """A Source of CountingBatchSource (2 tasks of 3 records), its discovery triggered every
+    second, written in one of three forms:
+
+    - "batchSourceConfig": the CR's batchSourceConfig, which we render wrapped in Pulsar's
+      BatchSourceExecutor (as Pulsar's worker does);
+    - "by hand": the wrapping written in the CR itself (className BatchSourceExecutor, the
+      __BATCHSOURCE...__ keys in sourceConfig), as Function Mesh's connector docs do; both
+      operators pass it through as it is;
+    - "direct": no batchSourceConfig, the batch source class as the source class: what
+      Function Mesh's code renders for a batchSourceConfig (it leaves that field out).
+    """
+    triggerer = {"discoveryTriggererClassName": TRIGGERER, "discoveryTriggererConfig": {"intervalMs": 1000}}
+    configs: dict[str, Any] = {"tasks": 2, "recordsPerTask": 3, "prefix": prefix}
+    spec = _connector_spec(BATCH_SOURCE)
+    if form == "batchSourceConfig":
+        spec["batchSourceConfig"] = triggerer
+    elif form == "by hand":
+        spec["className"] = command.BATCH_SOURCE_CLASS
+        configs |= {command.BATCH_SOURCE_CLASS_NAME_KEY: BATCH_SOURCE,
+                    command.BATCH_SOURCE_CONFIG_KEY: json.dumps(triggerer)}
+    else:
+        assert form == "direct", form
+    spec |= {"sourceConfig": configs, "output": {"topic": topic, "typeClassName": "java.lang.String"}}
+    cr = parse_resource({"apiVersion": "compute.functionmesh.io/v1alpha1", "kind": "Source",
+                         "metadata": _ref(name), "spec": spec})
+    assert isinstance(cr, Source)
+    return cr
+
+
+def logging_function(name: str, input_topic: str, output_topic: str, level: str | None) -> Function:
+    """Pulsar's LoggingFunction ("<input>-log" at INFO through its Context logger, returns
+    "<input>!") with a logTopic, at java.log.level `level` (None: not set)."""
+    doc = example("function.yaml", "Function")
+    doc["metadata"] = _ref(name)
+    doc["spec"] |= {"className": "org.apache.pulsar.functions.api.examples.LoggingFunction",
+                    "input": {"topics": [input_topic], "typeClassName": "java.lang.String"},
+                    "output": {"topic": output_topic, "typeClassName": "java.lang.String"},
+                    "logTopic": output_topic + "-logs"}
+    if level is not None:
+        doc["spec"]["java"]["log"] = {"level": level}
+    cr = parse_resource(doc)
+    assert isinstance(cr, Function)
+    return cr
+
+
 def with_package(name: str, location: str, destination: str, **spec: Any) -> Function:
     """A Function whose jar comes from `location`, for its rendered download command."""
     doc = example("function.yaml", "Function")
@@ -436,6 +498,63 @@ def test_exclamation_function_runs_from_the_rendered_command_line(
         written = pod.upper / "conf" / "java-log" / command.JAVA_LOG_FILE_XML
         assert written.is_file() and written.stat().st_uid == POD_UID
         assert (pod.upper / "logs" / "gc.log").stat().st_uid == POD_UID
+
+
+def _read_all(consumer: pulsar.Consumer, timeout_ms: int) -> list[pulsar.Message]:
+    """What `consumer` receives until nothing comes for `timeout_ms`."""
+    messages = []
+    with contextlib.suppress(pulsar.Timeout):
+        while True:
+            message = consumer.receive(timeout_millis=timeout_ms)
+            consumer.acknowledge(message)
+            messages.append(message)
+    return messages
+
+
+@pytest.mark.parametrize("level", [None, "info", "warn"], ids=["unset", "info", "warn"])
+def test_log_topic_and_console_follow_the_java_log_level(
+    rootfs: Path, pulsar_stack: StackInfo, mount_point: Path, tmp_path: Path, level: str | None,
+) -> None:
+    """At INFO (the default) the function's Context logger reaches the log topic and the
+    console; at WARN neither, while the output still arrives."""
+    name = _unique("logging")
+    input_topic = f"persistent://public/default/{name}-in"
+    output_topic = f"persistent://public/default/{name}-out"
+    cr = logging_function(name, input_topic, output_topic, level)
+    log_topic = cr.spec.log_topic
+    assert log_topic and json.loads(command.function_details_json(cr))["logTopic"] == log_topic
+    sent = [f"{name}-{i}" for i in range(3)]
+    client = _client(pulsar_stack)
+    try:
+        logs = client.subscribe(log_topic, "test", initial_position=pulsar.InitialPosition.Earliest)
+        output = client.subscribe(output_topic, "test", initial_position=pulsar.InitialPosition.Earliest)
+        with instance_pod(rootfs, cr, pulsar_stack, tmp_path, mount_point) as pod:
+            _wait_for("the function's subscription on its input topic",
+                      lambda: bool(_subscriptions(pulsar_stack, input_topic)) or not pod.alive(),
+                      120, pod.tail)
+            assert pod.alive(), f"the instance exited{pod.tail()}"
+            producer = client.create_producer(input_topic)
+            for value in sent:
+                producer.send(value.encode())
+            received = [m.data().decode() for m in _read_all(output, 10_000)]
+            assert received == [value + "!" for value in sent], pod.tail()
+            logged = [m for m in _read_all(logs, 5_000) if m.data().decode().startswith(name)]
+            console = [line.split(" - ", 1)[1] for line in pod.text().splitlines()
+                       if f" function-{name} - " in line]
+            # The log topic's producer (the instance's appender) is there whatever the level.
+            stats = _admin_get(pulsar_stack, "/admin/v2/" + log_topic.replace("://", "/") + "/stats")
+            assert stats.get("publishers"), stats
+        if level == "warn":
+            assert logged == [] and console == [], pod.tail()
+            assert " INFO " not in pod.text(), pod.tail()
+        else:
+            assert [m.data().decode() for m in logged] == [value + "-log" for value in sent], pod.tail()
+            assert {(m.properties()["loglevel"], m.properties()["fqn"]) for m in logged} == {
+                ("INFO", f"public/default/{name}")
+            }
+            assert console == [value + "-log" for value in sent], pod.tail()
+    finally:
+        client.close()
 
 
 # --------------------------------------------------------------------------- (b) downloads
@@ -674,6 +793,78 @@ def test_connector_backed_function(
             assert received == [f"{prefix}{i}" for i in range(3)], pod.tail()
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("form", ["batchSourceConfig", "by hand"])
+def test_batch_source_runs_wrapped_in_batch_source_executor(
+    rootfs: Path, pulsar_stack: StackInfo, mount_point: Path, tmp_path: Path, form: str,
+) -> None:
+    """Discovery (on instance 0) puts the tasks on the intermediate topic; the instance takes
+    them, prepares each and writes its records to the output topic."""
+    name = _unique("batch")
+    topic = f"persistent://public/default/{name}-out"
+    prefix = name + "-"
+    cr = counting_batch_source(name, topic, prefix, form)
+    source = json.loads(command.function_details_json(cr))["source"]
+    assert source["className"] == command.BATCH_SOURCE_CLASS
+    configs = json.loads(source["configs"])
+    assert configs[command.BATCH_SOURCE_CLASS_NAME_KEY] == BATCH_SOURCE
+    assert json.loads(configs[command.BATCH_SOURCE_CONFIG_KEY])["discoveryTriggererClassName"] == TRIGGERER
+    expected = [f"{prefix}{task}-{i}" for task in range(2) for i in range(3)]
+    client = _client(pulsar_stack)
+    try:
+        reader = client.create_reader(topic, pulsar.MessageId.earliest)
+        with instance_pod(rootfs, cr, pulsar_stack, tmp_path, mount_point) as pod:
+            received: list[str] = []
+            deadline = time.monotonic() + 120
+            while len(received) < len(expected) and time.monotonic() < deadline and pod.alive():
+                with contextlib.suppress(pulsar.Timeout):
+                    received.append(reader.read_next(timeout_millis=1000).data().decode())
+            assert received == expected, pod.tail()
+            # Later discoveries find nothing new: no record twice.
+            time.sleep(3)
+            with pytest.raises(pulsar.Timeout):
+                reader.read_next(timeout_millis=1000)
+            # The tasks went through the intermediate topic, and each was acknowledged once done.
+            intermediate = f"persistent://public/default/{name}-intermediate"
+            subscription = f"BatchSourceExecutor-public/default/{name}"
+
+            def tasks_done() -> bool:
+                stats = _subscriptions(pulsar_stack, intermediate).get(subscription)
+                return stats is not None and stats.get("msgBacklog") == 0
+
+            _wait_for("the intermediate topic's backlog to drain", tasks_done, 30, pod.tail)
+            assert pod.alive(), pod.tail()
+        log = pod.text()
+        assert "fmesh-batch discover: 2 tasks" in log and "fmesh-batch discover: nothing new" in log
+    finally:
+        client.close()
+
+
+# What Pulsar 4.0.7's instance says when the source class is not a Source.
+NOT_A_SOURCE = "java.lang.RuntimeException: Source does not implement correct interface"
+
+
+def test_batch_source_passed_directly_is_refused(
+    rootfs: Path, pulsar_stack: StackInfo, mount_point: Path, tmp_path: Path,
+) -> None:
+    """Function Mesh's rendering of a batchSourceConfig (the batch source class as the source
+    class, the triggerer left out) does not run: the instance refuses the class and exits
+    (with status 0, so Kubernetes restarts the container over and over), writing nothing."""
+    name = _unique("batch-direct")
+    topic = f"persistent://public/default/{name}-out"
+    cr = counting_batch_source(name, topic, name + "-", "direct")
+    source = json.loads(command.function_details_json(cr))["source"]
+    assert source["className"] == BATCH_SOURCE
+    assert command.BATCH_SOURCE_CLASS_NAME_KEY not in json.loads(source["configs"])
+    with instance_pod(rootfs, cr, pulsar_stack, tmp_path, mount_point) as pod:
+        assert pod.wait(120) == 0, pod.tail()
+    log = pod.text()
+    assert NOT_A_SOURCE in log, pod.tail()
+    assert f"[public/default/{name}:0] Uncaught exception in Java Instance" in log
+    assert "fmesh-batch" not in log  # never opened
+    stats = _admin_get(pulsar_stack, "/admin/v2/" + topic.replace("://", "/") + "/stats")
+    assert stats.get("msgInCounter", 0) == 0
 
 
 # --------------------------------------------------------------------------- OAuth2

@@ -648,6 +648,32 @@ def test_source_and_sink_details() -> None:
     assert details["source"]["inputSpecs"]["persistent://public/default/orders"]["schemaType"] == "AVRO"
 
 
+def test_batch_source_forms() -> None:
+    """A batchSourceConfig is wrapped in BatchSourceExecutor (Pulsar's instance refuses a
+    BatchSource as the source class: tests/integration/test_runner_payload.py runs both);
+    the wrapping written by hand, as Function Mesh's connector docs do, passes unchanged."""
+    doc = _named("source.yaml", "nightly-import")
+    triggerer = {"discoveryTriggererClassName": "org.example.Trigger",
+                 "discoveryTriggererConfig": {"every": 5}}
+    doc["spec"] |= {"className": "org.example.Batch", "sourceConfig": {"table": "t"},
+                    "batchSourceConfig": triggerer}
+    source = _details(_workload(doc))["source"]
+    assert source["className"] == command.BATCH_SOURCE_CLASS
+    assert json.loads(source["configs"]) == {
+        "__BATCHSOURCECLASSNAME__": "org.example.Batch",
+        "__BATCHSOURCECONFIGS__": json.dumps(triggerer, separators=(",", ":"), sort_keys=True),
+        "table": "t",
+    }
+
+    del doc["spec"]["batchSourceConfig"]
+    doc["spec"] |= {"className": command.BATCH_SOURCE_CLASS,
+                    "sourceConfig": {"table": "t", "__BATCHSOURCECLASSNAME__": "org.example.Batch",
+                                     "__BATCHSOURCECONFIGS__": json.dumps(triggerer)}}
+    source = _details(_workload(doc))["source"]
+    assert source["className"] == command.BATCH_SOURCE_CLASS
+    assert json.loads(source["configs"]) == doc["spec"]["sourceConfig"]
+
+
 def test_log_topic_sidecar_for_connectors() -> None:
     doc = _with_identity(example("sink.yaml", "Sink"))
     assert "filebeat" not in [

@@ -125,6 +125,8 @@ def test_sources_hash_covers_every_runner_file(monkeypatch: pytest.MonkeyPatch) 
                    "java/cli/io/fmeshevents/runner/PulsarCli.java",
                    "java/testio/io/fmeshevents/testio/CountingSource.java",
                    "java/testio/io/fmeshevents/testio/LoggingSink.java",
+                   "java/testio/io/fmeshevents/testio/CountingBatchSource.java",
+                   "java/testio/io/fmeshevents/testio/IntervalTriggerer.java",
                    "java/testio/META-INF/services/pulsar-io.yaml"):
         assert needed in files, needed
     assert "@PULSAR_VERSION@" in files["pom.xml"].read_text()

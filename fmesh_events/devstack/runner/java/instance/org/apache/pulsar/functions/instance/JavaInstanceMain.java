@@ -19,7 +19,14 @@ import java.util.List;
  * of the root, holds every jar of the {@code pulsar.functions.instance.classpath} property;
  * JavaInstanceStarter runs in it and loads the user code in a class loader of its own.
  *
- * <p>Uses nothing but the JDK: it runs before any other jar is loaded.
+ * <p>Before the instance starts, the root class loader's Log4j context is made, so that it is
+ * the one context of the process: Log4j's default ClassLoaderContextSelector gives each class
+ * loader its own context unless an ancestor's exists, and JavaInstanceRunnable adds the
+ * log-topic appender to the root class loader's context (and the default one) while the
+ * Context logger it hands to the function comes from the instance class loader. Without
+ * this, nothing the function logs reaches its logTopic.
+ *
+ * <p>Uses nothing but the JDK (Log4j through reflection): it runs before any other jar is loaded.
  */
 public final class JavaInstanceMain {
 
@@ -40,6 +47,7 @@ public final class JavaInstanceMain {
         }
         URL[] urls = instanceClasspath(classpath).stream().map(JavaInstanceMain::toUrl).toArray(URL[]::new);
         ClassLoader instanceLoader = new URLClassLoader(urls, root);
+        shareRootLoggerContext(root);
         System.out.println("Using function root classloader: " + root);
         System.out.println("Using function instance classloader: " + instanceLoader + " (" + urls.length + " jars)");
 
@@ -48,6 +56,21 @@ public final class JavaInstanceMain {
         Method start = starterClass.getDeclaredMethod("start", String[].class, ClassLoader.class, ClassLoader.class);
         System.out.println("Starting function instance...");
         start.invoke(starter, starterArguments(args), instanceLoader, root);
+    }
+
+    /**
+     * Make Log4j's context of the root class loader before any other: the instance's and the
+     * user code's class loaders, children of the root, then find it and log into it too.
+     * Nothing to do when the root class path has no Log4j.
+     */
+    static void shareRootLoggerContext(ClassLoader root) throws ReflectiveOperationException {
+        Class<?> logManager;
+        try {
+            logManager = Class.forName("org.apache.logging.log4j.LogManager", true, root);
+        } catch (ClassNotFoundException e) {
+            return;
+        }
+        logManager.getMethod("getContext", ClassLoader.class, boolean.class).invoke(null, root, false);
     }
 
     /** The files of a class path whose entries are files or {@code dir/*} globs, as Pulsar reads it. */
