@@ -11,6 +11,8 @@ as `scripts/dev` does, to show the host reaches the cluster's Pulsar names.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import re
 import secrets
@@ -366,6 +368,72 @@ def test_functionmesh_source_function_sink_carries_messages(
     sink = component_selector("flow-log", "sink")
     wait_for("the sink logs what went through the function", lambda: all(
         f"fmesh-sink received: item-{i}!" in pod_logs(stack, real_namespace, sink) for i in range(5)), 300)
+
+
+def test_batch_source_delivers_every_task_record(
+        stack: devstack.StackInfo, settings: Settings, real_namespace: str, topic_prefix: str) -> None:
+    """A Source with batchSourceConfig (our CountingBatchSource, our IntervalTriggerer), wrapped
+    in Pulsar's BatchSourceExecutor as we render it: each task's records come out, once."""
+    out = f"{topic_prefix}batch"
+    source = {"apiVersion": "compute.functionmesh.io/v1alpha1", "kind": "Source",
+              "metadata": {"name": "batch"}, "spec": {
+                  "image": SAMPLE_IMAGE, "replicas": 1, "pulsar": {"pulsarConfig": PULSAR_CONFIG},
+                  "java": {"jar": TEST_JAR}, "resources": RESOURCES,
+                  "className": "io.fmeshevents.testio.CountingBatchSource",
+                  "output": {"topic": out, "typeClassName": "java.lang.String"},
+                  "sourceConfig": {"tasks": 2, "recordsPerTask": 3, "prefix": "rec-"},
+                  "batchSourceConfig": {
+                      "discoveryTriggererClassName": "io.fmeshevents.testio.IntervalTriggerer",
+                      "discoveryTriggererConfig": {"intervalMs": 1000}}}}
+    expected = sorted(f"rec-{task}-{i}" for task in range(2) for i in range(3))
+    topics = Topics(settings)
+    try:
+        consumer = topics.consumer(out)
+        apply(stack, real_namespace, pulsar_config_map(), source)
+        got = receive(consumer, len(expected), timeout=240)
+        assert sorted(got) == expected
+        time.sleep(3)  # later discoveries find nothing new
+        assert receive(consumer, 1, timeout=2) == []
+    finally:
+        topics.close()
+
+
+def test_log_topic_carries_what_the_function_logs_at_its_level(
+        stack: devstack.StackInfo, settings: Settings, real_namespace: str, topic_prefix: str) -> None:
+    """Pulsar's LoggingFunction logs "<input>-log" at INFO through its Context: with logTopic and
+    java.log.level info the line reaches the log topic and the console; at warn, neither."""
+    logging_class = "org.apache.pulsar.functions.api.examples.LoggingFunction"
+    topics = Topics(settings)
+    try:
+        consumers: dict[str, tuple[pulsar.Consumer, pulsar.Consumer]] = {}
+        for level in ("info", "warn"):
+            inp, out, logs = (f"{topic_prefix}{level}-{t}" for t in ("in", "out", "logs"))
+            consumers[level] = (topics.consumer(out), topics.client.subscribe(
+                logs, "test", initial_position=pulsar.InitialPosition.Earliest))
+            apply(stack, real_namespace, pulsar_config_map(), java_function(
+                f"log-{level}", [inp], out, className=logging_class, logTopic=logs,
+                java={"jar": "/pulsar/examples/api-examples.jar", "log": {"level": level}}))
+        for level in ("info", "warn"):
+            wait_for(f"the {level} instance Ready", functools.partial(
+                running_on_real_node, stack, real_namespace, component_selector(f"log-{level}"), 1),
+                240)
+            topics.send(f"{topic_prefix}{level}-in", [f"x{level}"])
+        for level in ("info", "warn"):
+            output, log_topic = consumers[level]
+            assert receive(output, 1) == [f"x{level}!"]
+            lines: list[str] = []
+            with contextlib.suppress(pulsar.Timeout):
+                while True:  # the instance's own log lines too: keep the function's
+                    lines.append(log_topic.receive(timeout_millis=5000).data().decode())
+            console = pod_logs(stack, real_namespace, component_selector(f"log-{level}"))
+            if level == "info":
+                assert any(f"x{level}-log" in line for line in lines), lines
+                assert f"x{level}-log" in console
+            else:
+                assert not any(f"x{level}-log" in line for line in lines), lines
+                assert f"x{level}-log" not in console
+    finally:
+        topics.close()
 
 
 def upload_package(stack: devstack.StackInfo, url: str, data: bytes) -> None:
