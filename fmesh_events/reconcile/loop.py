@@ -9,10 +9,10 @@ on every topic, and one key is handled by one process at a time, in order.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
-import queue
 import threading
 import time
 import zlib
@@ -38,6 +38,8 @@ log = logging.getLogger("fmesh_events.reconcile")
 RECONCILES = Counter("fmesh_reconcile_total", "Reconciles by outcome", ["outcome"])
 DURATION = Histogram("fmesh_reconcile_duration_seconds", "Reconcile duration", ["outcome"])
 DEAD_LETTERED = Counter("fmesh_reconcile_dead_lettered_total", "Keys given up on")
+FOLDED = Counter("fmesh_reconcile_folded_total",
+                 "Triggers served by the pass of an earlier queued trigger of the same key")
 
 UNAVAILABLE = Counter("fmesh_reconcile_api_unavailable_total",
                       "Reconciles paused because the API server could not be asked")
@@ -102,6 +104,63 @@ class Trigger:
     attempt: int = 0
     children_too: bool = True
     generation: int | None = None  # of the resource event that triggered
+    # A StatefulSet event's (replicas, readyReplicas): what a status refresh would write.
+    observed: tuple[int, int] | None = None
+
+
+def fold(triggers: list[Trigger]) -> Trigger:
+    """One trigger for the queued triggers of one key: a single level-triggered pass serves
+    them all. It redoes the children if any asked to, is a first attempt if any was a new
+    event, and carries the newest generation; `observed` only when all were status refreshes
+    (the last one's counts: the newest state of the StatefulSet)."""
+    first = triggers[0]
+    if len(triggers) == 1:
+        return first
+    events_ = [t for t in triggers if t.attempt == 0]
+    generations = [t.generation for t in triggers if t.generation is not None]
+    children_too = any(t.children_too for t in triggers)
+    return Trigger(first.key,
+                   attempt=0 if events_ else max(t.attempt for t in triggers),
+                   children_too=children_too,
+                   generation=max(generations) if generations else None,
+                   observed=None if children_too else triggers[-1].observed)
+
+
+class KeyedLane:
+    """A worker's queue that hands over, with the oldest message, every message of the same
+    key queued behind it: while a key waits, its later triggers join it rather than each
+    running a pass of its own (client-go's workqueue folds the same way). Messages are
+    acknowledged only after the pass that served them, so a process killed mid-pass leaves
+    all of them to be redelivered."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self.items: collections.deque[Any] = collections.deque()
+        self.changed = threading.Condition()
+
+    def put(self, item: Any) -> None:
+        """Queue a message (None: stop after what is queued); waits while the lane is full."""
+        with self.changed:
+            while item is not None and len(self.items) >= self.maxsize:
+                self.changed.wait()
+            self.items.append(item)
+            self.changed.notify_all()
+
+    def get(self) -> list[Any] | None:
+        """The oldest message and the later ones of its key, in order; None to stop."""
+        with self.changed:
+            while not self.items:
+                self.changed.wait()
+            first = self.items.popleft()
+            if first is None:
+                return None
+            key = first.partition_key()
+            taken, kept = [first], collections.deque[Any]()
+            for item in self.items:
+                (taken if item is not None and item.partition_key() == key else kept).append(item)
+            self.items = kept
+            self.changed.notify_all()
+            return taken
 
 
 class Reconciler:
@@ -135,6 +194,8 @@ class Reconciler:
         # no reconcile, and must not restart a retry chain that was given up.
         self.generations: dict[str, int | None] = {}
         self.given_up: set[str] = set()
+        # StatefulSet (replicas, readyReplicas) each key's status was last computed from.
+        self.observed: dict[str, tuple[int, int]] = {}
         self._stop = threading.Event()
         models.allow_deep_objects()  # read back whatever the API server stores
 
@@ -174,7 +235,7 @@ class Reconciler:
         """Receive, and hand each message to the worker that owns its key: keys run in
         parallel (API calls overlap), each key stays in order on one worker."""
         self._stop = stop
-        lanes: list[queue.Queue[Any]] = [queue.Queue(maxsize=50) for _ in range(self.workers)]
+        lanes = [KeyedLane(maxsize=50) for _ in range(self.workers)]
         threads = [threading.Thread(target=self._work, args=(lane,), daemon=True,
                                     name=f"reconcile-{i}") for i, lane in enumerate(lanes)]
         for thread in threads:
@@ -193,31 +254,51 @@ class Reconciler:
             for thread in threads:
                 thread.join(30)  # finish the reconcile in hand, then ack (graceful stop)
 
-    def _work(self, lane: queue.Queue[Any]) -> None:
-        while (message := lane.get()) is not None:
+    def _work(self, lane: KeyedLane) -> None:
+        while (messages := lane.get()) is not None:
             try:
-                self.handle(message)
+                self.handle(*messages)
             except _Stopping:
                 continue  # unacked: redelivered to whoever consumes next
             except Exception as failure:  # Pulsar or the API server gone mid-handle: again later
+                last = str(messages[-1].message_id())
                 if api_unavailable(failure):
                     log.warning("handling failed: the API server is unavailable", extra={
-                        "message_id": str(message.message_id()), "error": str(failure)[:300]})
+                        "message_id": last, "error": str(failure)[:300]})
                 else:
-                    log.exception("handling failed",
-                                  extra={"message_id": str(message.message_id())})
-                # Left unacked, it would wait for this consumer to go; Key_Shared holds its
-                # key's later messages back meanwhile.
-                with contextlib.suppress(Exception):
-                    self.consumer.negative_acknowledge(message)
+                    log.exception("handling failed", extra={"message_id": last})
+                # Left unacked, they would wait for this consumer to go; Key_Shared holds
+                # their key's later messages back meanwhile.
+                for message in messages:
+                    with contextlib.suppress(Exception):
+                        self.consumer.negative_acknowledge(message)
 
     # -- one message ---------------------------------------------------------------------
-    def handle(self, message: Any) -> None:
+    def handle(self, *messages: Any) -> None:
+        """One pass for queued messages of one key (a single message, mostly); each is
+        acknowledged once the pass is recorded."""
+        triggered: list[tuple[Any, Trigger]] = []
+        for message in messages:
+            found = self._trigger(message, message.topic_name())
+            if found is None:
+                self.consumer.acknowledge(message)
+                self.handled += 1
+            else:
+                triggered.append((message, found))
+        if not triggered:
+            return
+        message = triggered[-1][0]
         topic = message.topic_name()
-        trigger = self._trigger(message, topic)
-        if trigger is None:
-            self.consumer.acknowledge(message)
-            self.handled += 1
+        trigger = fold([t for _m, t in triggered])
+        if len(triggered) > 1:
+            FOLDED.inc(len(triggered) - 1)
+        if trigger.observed is not None and self.observed.get(trigger.key) == trigger.observed:
+            # A status refresh whose StatefulSet counts are those the last pass saw: the
+            # status written then still holds; nothing to read or write.
+            for acked, _t in triggered:
+                self.consumer.acknowledge(acked)
+            self.handled += len(triggered)
+            RECONCILES.labels("UNCHANGED").inc()
             return
         key, attempt, event_generation = trigger.key, trigger.attempt, trigger.generation
         started = time.monotonic()
@@ -242,13 +323,24 @@ class Reconciler:
         record_id = self._record(key, topic, message, result, outcome, attempt, error, duration)
         if result is not None and not result.gone and result.cr is not None:
             self._write_status(result, record_id)
-        self.consumer.acknowledge(message)
-        self.handled += 1
+        self._observe(key, result, outcome)
+        for acked, _t in triggered:
+            self.consumer.acknowledge(acked)
+        self.handled += len(triggered)
         RECONCILES.labels(outcome).inc()
         DURATION.labels(outcome).observe(duration)
         log.info("reconciled", extra={"key": key, "message_id": str(message.message_id()),
                                       "outcome": outcome, "calls": self.writer.calls - calls_before,
-                                      "ms": round(duration * 1000, 1)})
+                                      "folded": len(triggered), "ms": round(duration * 1000, 1)})
+
+    def _observe(self, key: str, result: engine.Result | None, outcome: str) -> None:
+        """Remember the StatefulSet counts the status now speaks for; forget them when the
+        status may say something else (a failure written on it, the object gone)."""
+        status = result.desired_status if result is not None else None
+        if outcome != "OK" or status is None or result is None or result.gone:
+            self.observed.pop(key, None)
+            return
+        self.observed[key] = (int(status.get("replicas") or 0), int(status.get("readyReplicas") or 0))
 
     def _reconcile(self, key: str, children_too: bool) -> engine.Result:
         """engine.reconcile, with an unavailable API server waited out in place (a pause that
@@ -311,9 +403,15 @@ class Reconciler:
             # given up on.
             if event.kind != "StatefulSet" or event.key in self.given_up:
                 return None
-            # The event's own copy is not used: it may be old (a replay, a backlog), and
-            # level-triggered means status comes from the StatefulSet as it is now.
-            return Trigger(event.key, children_too=False)
+            # The event's own copy is not written from: it may be old (a replay, a backlog),
+            # and level-triggered means status comes from the StatefulSet as it is now. Its
+            # counts only say whether a refresh can be skipped: an old copy whose counts
+            # differ from the last pass's costs a refresh, one whose counts match costs
+            # nothing, and the newest event is always still to come.
+            sts_status = event.obj().get("status") or {}
+            observed = None if event.type == EventType.DELETED else (
+                int(sts_status.get("replicas") or 0), int(sts_status.get("readyReplicas") or 0))
+            return Trigger(event.key, children_too=False, observed=observed)
         known = event.key in self.generations
         if event.type == EventType.MODIFIED and known and \
                 self.generations[event.key] == event.generation and \

@@ -114,6 +114,9 @@ CALLS: dict[tuple[str, str, str], set[Perm]] = {
         need(("StatefulSet",), "delete"),
     ("reconcile/engine.py", "_read_then_apply", "wait_gone('StatefulSet')"):
         need(("StatefulSet",), "get"),
+    ("reconcile/engine.py", "_instances_stopping", "get('StatefulSet')"): need(("StatefulSet",), "get"),
+    ("reconcile/engine.py", "_instances_stopping", "delete('StatefulSet')"):
+        need(("StatefulSet",), "delete"),
     ("reconcile/engine.py", "_reconcile_workload", "get('ConfigMap')"): need(("ConfigMap",), "get"),
     ("reconcile/engine.py", "_reconcile_workload", "get('StatefulSet')"):
         need(("StatefulSet",), "get"),

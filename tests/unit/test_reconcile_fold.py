@@ -1,0 +1,77 @@
+"""Folding the queued triggers of one key into one pass: what the pass must do, and the lane
+that hands a key's queued messages over together."""
+
+from __future__ import annotations
+
+import threading
+
+from fmesh_events.reconcile.loop import KeyedLane, Trigger, fold
+
+KEY = "Function/ns/f"
+
+
+class Message:
+    def __init__(self, key: str, n: int) -> None:
+        self.key, self.n = key, n
+
+    def partition_key(self) -> str:
+        return self.key
+
+
+def test_one_trigger_is_itself() -> None:
+    only = Trigger(KEY, children_too=False, observed=(1, 0))
+    assert fold([only]) is only
+
+
+def test_a_resource_event_among_refreshes_redoes_the_children_at_its_generation() -> None:
+    folded = fold([Trigger(KEY, children_too=False, observed=(1, 0)),
+                   Trigger(KEY, generation=3),
+                   Trigger(KEY, children_too=False, observed=(1, 1))])
+    assert folded.children_too and folded.generation == 3 and folded.attempt == 0
+    assert folded.observed is None  # a full pass is never skipped
+
+
+def test_refreshes_fold_to_the_newest_counts() -> None:
+    folded = fold([Trigger(KEY, children_too=False, observed=(0, 0)),
+                   Trigger(KEY, children_too=False, observed=(1, 1))])
+    assert not folded.children_too and folded.observed == (1, 1)
+
+
+def test_a_deleted_statefulset_among_refreshes_is_never_skipped() -> None:
+    folded = fold([Trigger(KEY, children_too=False, observed=(1, 1)),
+                   Trigger(KEY, children_too=False, observed=None)])
+    assert folded.observed is None
+
+
+def test_a_retry_folded_with_a_new_event_starts_the_attempts_again() -> None:
+    assert fold([Trigger(KEY, attempt=3), Trigger(KEY, generation=4)]).attempt == 0
+    assert fold([Trigger(KEY, attempt=2), Trigger(KEY, attempt=3)]).attempt == 3
+
+
+def test_the_lane_hands_over_a_key_with_its_later_messages_and_keeps_the_rest_in_order() -> None:
+    lane = KeyedLane(maxsize=10)
+    for key, n in [("a", 1), ("b", 2), ("a", 3), ("c", 4), ("b", 5), ("a", 6)]:
+        lane.put(Message(key, n))
+    lane.put(None)
+    handed = []
+    while (batch := lane.get()) is not None:
+        handed.append([(m.key, m.n) for m in batch])
+    assert handed == [[("a", 1), ("a", 3), ("a", 6)], [("b", 2), ("b", 5)], [("c", 4)]]
+
+
+def test_a_full_lane_makes_the_receiver_wait_until_a_worker_takes() -> None:
+    lane = KeyedLane(maxsize=2)
+    lane.put(Message("a", 1))
+    lane.put(Message("b", 2))
+    put_done = threading.Event()
+
+    def put_third() -> None:
+        lane.put(Message("c", 3))
+        put_done.set()
+
+    thread = threading.Thread(target=put_third)
+    thread.start()
+    assert not put_done.wait(0.2)  # full: the third put waits
+    assert [m.n for m in lane.get() or []] == [1]
+    assert put_done.wait(5)
+    thread.join()
