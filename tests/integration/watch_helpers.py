@@ -239,8 +239,7 @@ def reconciler(settings: Settings, subscription: str = "reconcile", max_attempts
     worker = Reconciler(kube_client.api_client(settings), client, settings.topic,
                         f"test-{secrets.token_hex(3)}", max_attempts=max_attempts,
                         subscription=subscription, retry_base_seconds=retry_base,
-                        admin=lambda url: pulsar_client.PulsarAdmin(
-                            settings.model_copy(update={"pulsar_admin_url": url})),
+                        clusters=pulsar_client.ClusterPool(settings),
                         finalizer_timeout_seconds=finalizer_timeout)
     worker.open()
     stop = threading.Event()
