@@ -23,7 +23,6 @@ from fmesh_events import events, kube_client, pulsar_client
 from fmesh_events.events import ChangeEvent
 from fmesh_events.reconcile import Reconciler
 from fmesh_events.scale import Sampler, Scaler
-from fmesh_events.scale.backlog import BacklogReader
 from fmesh_events.scale.usage import MetricsApiSource, UsageSource
 from fmesh_events.settings import Settings
 from fmesh_events.watch import Watcher, WatchOptions
@@ -276,8 +275,8 @@ def sampler_only(settings: Settings, usage: UsageSource | None = None, interval:
                  rearm: float = 1.0) -> Iterator[Sampler]:
     client = pulsar_client.connect(settings)
     api = kube_client.api_client(settings)
-    sampler = Sampler(api, client, settings.topic,
-                      BacklogReader(pulsar_client.PulsarAdmin(settings)),
+    clusters = pulsar_client.ClusterPool(settings, own_client=client)
+    sampler = Sampler(api, client, settings.topic, clusters,
                       usage or MetricsApiSource(api), settings.watch_namespaces, interval, rearm)
     sampler.lead()
     stop = threading.Event()
@@ -288,6 +287,7 @@ def sampler_only(settings: Settings, usage: UsageSource | None = None, interval:
     finally:
         stop.set()
         thread.join(10)
+        clusters.close()
         client.close()
 
 

@@ -22,6 +22,8 @@ from fmesh_events.pulsar_identity import (
     refusal,
     secrets_named,
 )
+from fmesh_events.scale import hpa, scaler
+from fmesh_events.scale import spec as scale_spec
 from fmesh_events.settings import Settings
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJmbiJ9.c2lnbmF0dXJl"
@@ -240,3 +242,12 @@ def test_why_not_says_the_cluster_and_keeps_the_broker_reason_for_other_statuses
     assert pulsar_client.why_not(token, ConnectionRefusedError()) == \
         "cluster http://pulsar-b:8080 is unreachable: ConnectionRefusedError"
 
+
+def test_the_decision_quotes_why_the_backlog_is_unknown() -> None:
+    why = "backlog unknown: cluster http://b:8080 (ConfigMap b) refused the token"
+    signal = {"backlog": None, "missing": ["pod metrics: x", why]}
+    assert scaler.backlog_missing(signal) == why
+    assert scaler.backlog_missing({"backlog": 3, "missing": [why]}) is None
+    wanted = scale_spec.ScaleSpec(True, 1, 10, None, None, 100, 0, hpa.DEFAULT_BEHAVIOR)
+    decision = hpa.decide(wanted, hpa.Inputs(current=2, now=0.0, backlog_missing=why), [], [])
+    assert decision.desired == 2 and decision.reason == f"no metrics ({why}): holding at 2"
