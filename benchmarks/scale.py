@@ -40,7 +40,6 @@ from kubernetes import client  # noqa: E402
 from benchmarks.bench_stack import bench_stack  # noqa: E402
 from fmesh_events import devstack, events, kube_client, models, pulsar_client  # noqa: E402
 from fmesh_events.scale import Sampler  # noqa: E402
-from fmesh_events.scale.backlog import BacklogReader  # noqa: E402
 from fmesh_events.scale.usage import MetricsApiSource  # noqa: E402
 from fmesh_events.settings import Settings  # noqa: E402
 
@@ -57,9 +56,11 @@ def function(name: str, topic: str, window: int) -> dict[str, Any]:
                      "pulsar": {"pulsarConfig": "bench-pulsar"}}}
 
 
-def config_map() -> dict[str, Any]:
+def config_map(settings: Settings) -> dict[str, Any]:
+    """The functions' cluster: the operator's own (the sampler reads backlogs where it says)."""
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "bench-pulsar"},
-            "data": {"webServiceURL": "http://pulsar:8080", "brokerServiceURL": "pulsar://pulsar:6650"}}
+            "data": {"webServiceURL": settings.pulsar_admin_url,
+                     "brokerServiceURL": settings.pulsar_service_url}}
 
 
 def apply_all(stack: devstack.StackInfo, namespace: str, docs: list[dict[str, Any]]) -> None:
@@ -108,7 +109,7 @@ def reaction(stack: devstack.StackInfo, base: Settings, bursts: int) -> dict[str
     pc = pulsar_client.connect(settings)
     rows = []
     try:
-        apply_all(stack, namespace, [config_map(), function("react", topic, 1)])
+        apply_all(stack, namespace, [config_map(settings), function("react", topic, 1)])
 
         def replicas() -> int:
             cr = custom.get_namespaced_custom_object(models.GROUP, models.VERSION, namespace,
@@ -178,12 +179,13 @@ def admin_load(stack: devstack.StackInfo, base: Settings, n: int,
     topics = [f"{prefix}{i}" for i in range(n)]
     print(f"admin load: {n} Functions and topics ...", file=sys.stderr)
     subscribe_all(settings, topics)
-    apply_all(stack, namespace, [config_map()] + [function(f"f-{i}", t, 300)
+    apply_all(stack, namespace, [config_map(settings)] + [function(f"f-{i}", t, 300)
                                                   for i, t in enumerate(topics)])
     pc = pulsar_client.connect(settings)
     api = kube_client.api_client(settings)
-    backlog = BacklogReader(pulsar_client.PulsarAdmin(settings))
-    sampler = Sampler(api, pc, settings.topic, backlog, MetricsApiSource(api), [namespace], 15.0, 5.0)
+    clusters = pulsar_client.ClusterPool(settings, own_client=pc)
+    sampler = Sampler(api, pc, settings.topic, clusters, MetricsApiSource(api), [namespace],
+                      15.0, 5.0)
     sampler.lead()
     stop = threading.Event()
     thread = threading.Thread(target=sampler.run_until, args=(stop,), daemon=True)
@@ -201,12 +203,12 @@ def admin_load(stack: devstack.StackInfo, base: Settings, n: int,
                         producer.send_async(b"x", None)
             feeder = threading.Thread(target=feed, daemon=True)
             feeder.start()
-            before, published = backlog.calls, sampler.published
+            before, published = sampler.admin_calls, sampler.published
             time.sleep(60 * minutes)
             feeding.set()
             feeder.join()
             out[phase] = {"busy_topics": busy,
-                          "admin_calls_per_minute": round((backlog.calls - before) / minutes),
+                          "admin_calls_per_minute": round((sampler.admin_calls - before) / minutes),
                           "signals_per_minute": round((sampler.published - published) / minutes)}
             print(json.dumps({phase: out[phase]}), file=sys.stderr)
     finally:

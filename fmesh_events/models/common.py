@@ -616,6 +616,14 @@ class CPUAutoscaling(SpecModel):
     )
 
 
+class MemoryAutoscaling(SpecModel):
+    """Scale on memory use, as an HPA Resource metric with a Utilization target."""
+
+    target_utilization_percent: Annotated[Int32, Field(ge=1, le=100)] = Field(
+        description="Average memory use, in percent of the memory request, to keep the pods at.",
+    )
+
+
 class BacklogAutoscaling(SpecModel):
     """Scale on the backlog of the workload's subscription on its input topics."""
 
@@ -633,18 +641,22 @@ class BacklogAutoscaling(SpecModel):
 class AutoscalingSpec(SpecModel):
     """Event-driven autoscaling by fmesh-events between minReplicas and maxReplicas.
 
-    The desired replica count is the larger of the CPU and backlog recommendations.
+    The desired replica count is the largest of the CPU, memory and backlog recommendations.
     """
 
     cel_rules = (
         Rule(
-            cel="has(self.cpu) || has(self.backlog)",
-            message="at least one of cpu or backlog must be set",
-            check=lambda s: s.cpu is not None or s.backlog is not None,
+            cel="has(self.cpu) || has(self.memory) || has(self.backlog)",
+            message="at least one of cpu, memory or backlog must be set",
+            check=lambda s: s.cpu is not None or s.memory is not None or s.backlog is not None,
         ),
     )
 
     cpu: CPUAutoscaling | None = Field(None, description="Scale on CPU use.")
+    memory: MemoryAutoscaling | None = Field(
+        None, description="Scale on memory use (replaces a memory rule of pod.builtinAutoscaler "
+        "or pod.autoScalingMetrics).",
+    )
     backlog: BacklogAutoscaling | None = Field(
         None, description="Scale on the input subscription's backlog."
     )

@@ -30,8 +30,7 @@ def run_reconcile(settings: Settings, stop: threading.Event) -> None:
         reconciler = Reconciler(kube_client.api_client(settings), client, settings.topic,
                                 process_name(), max_attempts=settings.reconcile_max_attempts,
                                 workers=settings.reconcile_workers,
-                                admin=lambda url: pulsar_client.PulsarAdmin(
-                                    settings.model_copy(update={"pulsar_admin_url": url})))
+                                clusters=pulsar_client.ClusterPool(settings))
         try:
             reconciler.open()
             reconciler.run_until(stop)

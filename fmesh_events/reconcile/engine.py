@@ -16,7 +16,7 @@ from kubernetes import client
 from kubernetes.dynamic.exceptions import DynamicApiError
 from pydantic import ValidationError
 
-from fmesh_events import models
+from fmesh_events import models, pulsar_identity
 from fmesh_events.models.base import describe_errors
 from fmesh_events.reconcile import cleanup, render
 from fmesh_events.reconcile.kube import FIELD_MANAGER, KubeWriter
@@ -79,8 +79,9 @@ def _comparable(status: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-# Deletes a subscription in the function's own Pulsar cluster: (admin URL, topic, subscription).
-SubscriptionDeleter = Callable[[str, str, str], None]
+# Deletes a subscription on the function's own Pulsar cluster, as the identity its spec names
+# (cleanupAuthConfig first): (identity, topic, subscription).
+SubscriptionDeleter = Callable[[pulsar_identity.PulsarIdentity, str, str], None]
 
 
 @dataclass
@@ -521,15 +522,11 @@ def _finalize(writer: KubeWriter, cr: dict[str, Any], options: Options, result: 
         if _instances_stopping(writer, model, meta["namespace"], result) and \
                 (datetime.now(UTC) - deleted_at).total_seconds() < options.finalizer_timeout_seconds:
             return
-        config = writer.get("ConfigMap", meta["namespace"], model.spec.pulsar.pulsar_config)
-        admin_url = ((config or {}).get("data") or {}).get("webServiceURL")
-        if not admin_url:
-            raise ReconcileError(f"ConfigMap {model.spec.pulsar.pulsar_config!r} has no "
-                                 "webServiceURL to delete the subscriptions with")
+        identity = _cleanup_identity(writer, model, meta["namespace"])
         if options.delete_subscription is None:
             raise ReconcileError("this reconciler cannot reach Pulsar admin")
         for topic, subscription in cleanup.subscriptions(model):
-            options.delete_subscription(admin_url, topic, subscription)
+            options.delete_subscription(identity, topic, subscription)
             result.children.append(("Subscription", f"{topic}:{subscription}", "DELETED"))
     except Exception as error:
         waited = (datetime.now(UTC) - deleted_at).total_seconds()
@@ -559,6 +556,26 @@ def _instances_stopping(writer: KubeWriter, model: models.Function | models.Sink
         writer.delete("StatefulSet", namespace, name, propagation="Foreground")
         result.children.append(("StatefulSet", name, "DELETED"))
     return True
+
+
+def _cleanup_identity(writer: KubeWriter, model: models.Function | models.Sink,
+                      namespace: str) -> pulsar_identity.PulsarIdentity:
+    """The cluster and credentials the clean-up uses: the ConfigMap spec.pulsar.pulsarConfig
+    names, and the Secrets of cleanupAuthConfig (else authConfig, else authSecret) and of the
+    TLS settings. Only Secrets the spec names are read."""
+    pulsar = model.spec.pulsar
+    config = writer.get("ConfigMap", namespace, pulsar.pulsar_config)
+    secrets: dict[str, pulsar_identity.SecretData | None] = {}
+    for name in pulsar_identity.secrets_named(pulsar, cleanup=True):
+        found = writer.get("Secret", namespace, name)
+        secrets[name] = None if found is None else \
+            pulsar_identity.decode_secret_data(found.get("data"))
+    try:
+        return pulsar_identity.identity_of(
+            pulsar, None if config is None else dict(config.get("data") or {}), secrets,
+            namespace, cleanup=True)
+    except pulsar_identity.IdentityError as error:
+        raise ReconcileError(str(error)) from None
 
 
 def merge_patch(current: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ GROUP_VERSION = "compute.functionmesh.io/v1alpha1"
 API_VERSIONS = {
     "Function": GROUP_VERSION, "Source": GROUP_VERSION, "Sink": GROUP_VERSION,
     "FunctionMesh": GROUP_VERSION, "StatefulSet": "apps/v1", "Service": "v1",
-    "ConfigMap": "v1", "Event": "v1",
+    "ConfigMap": "v1", "Event": "v1", "Secret": "v1",
 }
 
 

@@ -16,7 +16,6 @@ import logging
 import threading
 import time
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -29,7 +28,8 @@ from prometheus_client import Counter, Histogram
 
 from fmesh_events import events, models
 from fmesh_events.events import ChangeEvent, EventType
-from fmesh_events.pulsar_client import PulsarAdmin
+from fmesh_events.pulsar_client import ClusterPool, PulsarAdminError, why_not
+from fmesh_events.pulsar_identity import PulsarIdentity
 from fmesh_events.reconcile import cleanup, engine
 from fmesh_events.reconcile.kube import KubeWriter
 
@@ -163,11 +163,14 @@ class KeyedLane:
             return taken
 
 
+CLEANUP_SESSION_IDLE_SECONDS = 600.0
+
+
 class Reconciler:
     def __init__(self, api: client.ApiClient, pulsar_client: pulsar.Client,
                  topic: Any, name: str, max_attempts: int = 6, subscription: str = SUBSCRIPTION,
                  retry_base_seconds: float = 1.0, retry_max_seconds: float = 60.0,
-                 admin: Callable[[str], PulsarAdmin] | None = None,
+                 clusters: ClusterPool | None = None,
                  finalizer_timeout_seconds: float = 120.0, workers: int = 8) -> None:
         self.writer = KubeWriter(api)
         self.client = pulsar_client
@@ -186,9 +189,9 @@ class Reconciler:
         self.handled = 0
         self.workers = workers
         self.options = engine.Options(
-            delete_subscription=self._delete_subscription if admin else None,
+            delete_subscription=self._delete_subscription if clusters else None,
             finalizer_timeout_seconds=finalizer_timeout_seconds)
-        self.admin = admin
+        self.clusters = clusters
         # Generation each key was last reconciled at, and keys given up on at it: a change
         # that does not move the generation (our own status writes, most metadata) needs
         # no reconcile, and must not restart a retry chain that was given up.
@@ -230,6 +233,8 @@ class Reconciler:
                     closable.close()
                 except Exception:
                     log.debug("close failed", exc_info=True)
+        if self.clusters is not None:
+            self.clusters.close()
 
     def run_until(self, stop: Any) -> None:
         """Receive, and hand each message to the worker that owns its key: keys run in
@@ -364,10 +369,19 @@ class Reconciler:
                 self._stop.wait(min(self.retry_base * 2 ** pauses, OUTAGE_PAUSE_MAX_SECONDS))
                 pauses += 1
 
-    def _delete_subscription(self, admin_url: str, topic: str, subscription: str) -> None:
-        assert self.admin is not None
-        self.admin(admin_url).request("DELETE", cleanup.subscription_path(topic, subscription),
-                                      ok=(200, 204, 404))
+    def _delete_subscription(self, identity: PulsarIdentity, topic: str, subscription: str) -> None:
+        """Delete on the function's cluster as the identity it names; a refusal raises with
+        the reason in words ("cluster X refused the token"). Sessions idle for 10 minutes
+        close (deletes are rare; a burst of them shares one)."""
+        assert self.clusters is not None
+        session = self.clusters.session(identity)
+        try:
+            session.admin.request("DELETE", cleanup.subscription_path(topic, subscription),
+                                  ok=(200, 204, 404))
+        except (PulsarAdminError, OSError, urllib3.exceptions.HTTPError) as error:
+            raise engine.ReconcileError(why_not(identity, error)) from None
+        finally:
+            self.clusters.close_idle(CLEANUP_SESSION_IDLE_SECONDS)
 
     def _remember(self, key: str, result: engine.Result | None, outcome: str,
                   event_generation: int | None, children_too: bool = True) -> None:

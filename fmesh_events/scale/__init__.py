@@ -13,7 +13,6 @@ import threading
 
 from fmesh_events import kube_client, pulsar_client
 from fmesh_events.lifecycle import process_name, supervised
-from fmesh_events.scale.backlog import BacklogReader
 from fmesh_events.scale.sampler import Sampler
 from fmesh_events.scale.scaler import Scaler
 from fmesh_events.scale.usage import MetricsApiSource, UsageSource
@@ -32,8 +31,8 @@ def run_scale(settings: Settings, stop: threading.Event, usage: UsageSource | No
                                                              settings.retention_minutes)
         client = pulsar_client.connect(settings)
         api = kube_client.api_client(settings)
-        sampler = Sampler(api, client, settings.topic,
-                          BacklogReader(pulsar_client.PulsarAdmin(settings)),
+        clusters = pulsar_client.ClusterPool(settings, own_client=client)
+        sampler = Sampler(api, client, settings.topic, clusters,
                           usage or MetricsApiSource(api), settings.watch_namespaces,
                           settings.scale_interval_seconds, settings.scale_probe_rearm_seconds)
         closer = threading.Thread(target=lambda: (stop.wait(), client.close()), daemon=True)
@@ -42,6 +41,7 @@ def run_scale(settings: Settings, stop: threading.Event, usage: UsageSource | No
             sampler.lead()
             sampler.run_until(stop)
         finally:
+            clusters.close()
             client.close()
 
     def scaling() -> None:

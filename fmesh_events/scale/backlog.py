@@ -10,9 +10,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from fmesh_events.pulsar_client import PulsarAdmin, PulsarAdminError
+import urllib3
+
+from fmesh_events.pulsar_client import PulsarAdmin, PulsarAdminError, why_not
 
 METADATA_TTL_SECONDS = 300.0  # partition counts and pattern matches change rarely
+# A cluster that refused (401/403) or did not answer is not asked again for this long: one
+# sentence for every function on it, and no thread waits on it again and again.
+REFUSED_SECONDS = 10.0
 PARTITION_SUFFIX = re.compile(r"-partition-\d+$")
 
 
@@ -28,21 +33,46 @@ def _rest(topic: str) -> str:
     return f"{scheme}/{rest}"
 
 
+class ClusterRefused(RuntimeError):
+    """The cluster refused the credentials or did not answer; the message says so in words."""
+
+
 class BacklogReader:
-    """Reads backlogs with one admin call per topic, caching what rarely changes. Counts its
-    admin calls (the benchmark reports calls per minute)."""
+    """Reads backlogs on one cluster with one admin call per topic, caching what rarely
+    changes. Counts its admin calls (the benchmark reports calls per minute)."""
 
     def __init__(self, admin: PulsarAdmin) -> None:
         self.admin = admin
         self.calls = 0
         self._partitions: dict[str, tuple[float, int]] = {}
         self._namespaces: dict[str, tuple[float, list[str]]] = {}
+        self._refused: tuple[float, str] | None = None
         self._lock = threading.Lock()
 
+    def refused(self) -> str | None:
+        """Why this cluster is not being asked right now, or None."""
+        refused = self._refused
+        if refused is not None and time.monotonic() < refused[0]:
+            return refused[1]
+        return None
+
     def _get(self, path: str) -> Any:
+        why = self.refused()
+        if why is not None:
+            raise ClusterRefused(why)
         with self._lock:
             self.calls += 1
-        return self.admin.request("GET", path, ok=(200, 404))
+        try:
+            answer = self.admin.request("GET", path, ok=(200, 404))
+        except (PulsarAdminError, OSError, ValueError, urllib3.exceptions.HTTPError) as error:
+            status = getattr(error, "status", None)
+            if status is None or status in (0, 401, 403):  # the cluster, not this topic
+                why = why_not(self.admin.identity, error)
+                self._refused = (time.monotonic() + REFUSED_SECONDS, why)
+                raise ClusterRefused(why) from None
+            raise
+        self._refused = None
+        return answer
 
     def partitions(self, topic: str) -> int:
         cached = self._partitions.get(topic)
@@ -59,6 +89,8 @@ class BacklogReader:
             partitioned = self.partitions(topic) > 0
             suffix = "partitioned-stats" if partitioned else "stats"
             stats = self._get(f"/admin/v2/{_rest(topic)}/{suffix}")
+        except ClusterRefused as refused:
+            return TopicBacklog(topic, None, str(refused))
         except (PulsarAdminError, OSError) as error:
             return TopicBacklog(topic, None, f"stats of {topic} could not be read: {error}")
         if not isinstance(stats, dict) or "subscriptions" not in stats:
@@ -80,7 +112,7 @@ class BacklogReader:
         else:
             try:
                 answer = self._get(f"/admin/v2/{ns_key}")
-            except (PulsarAdminError, OSError):
+            except (PulsarAdminError, OSError, ClusterRefused):
                 answer = []
             names = sorted({PARTITION_SUFFIX.sub("", t) for t in answer or []}) \
                 if isinstance(answer, list) else []

@@ -307,6 +307,8 @@ class Inputs:
     backlog: int | None = None
     cpu_available: bool = True
     memory_available: bool = True
+    backlog_missing: str | None = None
+    """Why the backlog is unknown, in words ("backlog unknown: cluster X refused the token")."""
 
 
 @dataclass(frozen=True)
@@ -382,10 +384,12 @@ def _resource(
 
 
 def _backlog(
-    backlog: int | None, target: int, activation: int, low: int, current: int, tolerance: Tolerance
+    backlog: int | None, target: int, activation: int, low: int, current: int, tolerance: Tolerance,
+    why: str | None = None,
 ) -> _Metric:
     if backlog is None:
-        return _Metric(None, "backlog unknown", "backlog unknown")
+        text = why or "backlog unknown"
+        return _Metric(None, text, text)
     proposal = backlog_replicas(current, backlog, target, activation, low, tolerance)
     if activation and backlog <= activation and current <= low:
         return _Metric(proposal, f"backlog {backlog:,} not above activation {activation:,} -> {proposal}")
@@ -434,7 +438,8 @@ def decide(
         )
     if spec.backlog_target is not None:
         configured["backlog"] = _backlog(
-            inputs.backlog, spec.backlog_target, spec.activation, low, current, tolerance
+            inputs.backlog, spec.backlog_target, spec.activation, low, current, tolerance,
+            inputs.backlog_missing,
         )
     if not configured:
         return _hold(current, f"no supported metric configured: holding at {current}")

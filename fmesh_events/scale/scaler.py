@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from fmesh_events import events, models
 from fmesh_events.scale import hpa
 from fmesh_events.scale import spec as scale_spec
+from fmesh_events.scale.sampler import BACKLOG_UNKNOWN
 
 log = logging.getLogger("fmesh_events.scale")
 
@@ -72,7 +73,18 @@ def signal_inputs(signal: dict[str, Any], current: int, now: float) -> hpa.Input
         cpu_missing=signal["cpuMissing"], cpu_unready=signal["cpuUnready"],
         memory_utilizations=tuple(signal["memoryUtilizations"]),
         memory_missing=signal["memoryMissing"], backlog=signal["backlog"],
-        cpu_available=signal["cpuServed"], memory_available=signal["cpuServed"])
+        cpu_available=signal["cpuServed"], memory_available=signal["cpuServed"],
+        backlog_missing=backlog_missing(signal))
+
+
+def backlog_missing(signal: dict[str, Any]) -> str | None:
+    """Why the signal's backlog is unknown, as the sampler said it (every cause, in order)."""
+    if signal["backlog"] is not None:
+        return None
+    causes = [m for m in signal["missing"] if m.startswith(BACKLOG_UNKNOWN)]
+    if not causes:
+        return None
+    return BACKLOG_UNKNOWN + "; ".join(c[len(BACKLOG_UNKNOWN):] for c in causes)
 
 
 class History:

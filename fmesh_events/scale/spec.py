@@ -105,7 +105,8 @@ def scale_spec(model: Any) -> ScaleSpec:
     unsupported: list[str] = []
     targets = _pod_targets(spec.pod, unsupported)
     cpu = float(ours.cpu.target_utilization_percent) if ours and ours.cpu else targets.get("cpu")
-    memory = targets.get("memory")
+    memory = float(ours.memory.target_utilization_percent) if ours and ours.memory \
+        else targets.get("memory")
     backlog = ours.backlog if ours else None
     enabled = spec.max_replicas is not None
     has_metric = cpu is not None or memory is not None or backlog is not None or bool(

@@ -43,7 +43,7 @@ def applied(stack: devstack.StackInfo, by: str) -> Iterator[list[dict[str, Any]]
     when a deployment that is no test's owns them."""
     objects = rendered(stack)
     mine = [o for o in objects if o["kind"] in RBAC_KINDS]
-    assert sorted(o["kind"] for o in mine) == sorted(RBAC_KINDS)
+    assert {o["kind"] for o in mine} == set(RBAC_KINDS)
     for obj in mine:
         existing = _existing(stack, obj)
         if existing is not None and MARK not in (existing["metadata"].get("labels") or {}):

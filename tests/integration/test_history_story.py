@@ -63,6 +63,9 @@ def test_history_tells_the_story_in_order_and_never_shows_a_secret(
     client.subscribe(topic, SUBSCRIPTION, initial_position=pulsar.InitialPosition.Earliest).close()
     config = next(d for d in documents(EXAMPLES / "function.yaml") if d["kind"] == "ConfigMap")
     config["metadata"].pop("namespace", None)
+    # The stack's Pulsar: the sampler reads the backlog on the cluster the ConfigMap names.
+    config["data"] = {"webServiceURL": ws.pulsar_admin_url,
+                      "brokerServiceURL": ws.pulsar_service_url}
     function = example("function.yaml", "Function")
     function["metadata"] = {"name": "story"}
     function["spec"].update(input={"topics": [topic], "typeClassName": "java.lang.String"},

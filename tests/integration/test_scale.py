@@ -30,9 +30,13 @@ from tests.integration.watch_helpers import (
 SUBSCRIPTION = "scale-test-sub"
 
 
-def _function(name: str, topic: str, **spec: Any) -> list[dict[str, Any]]:
+def _function(settings: Settings, name: str, topic: str, **spec: Any) -> list[dict[str, Any]]:
+    """The example Function and its ConfigMap, which names the stack's Pulsar: the sampler
+    reads the backlog on the cluster the ConfigMap names (here, the operator's own)."""
     config = next(d for d in documents(EXAMPLES / "function.yaml") if d["kind"] == "ConfigMap")
     config["metadata"].pop("namespace", None)
+    config["data"] = {"webServiceURL": settings.pulsar_admin_url,
+                      "brokerServiceURL": settings.pulsar_service_url}
     function = example("function.yaml", "Function")
     function["metadata"] = {"name": name}
     function["spec"].update(input={"topics": [topic], "typeClassName": "java.lang.String"},
@@ -98,7 +102,7 @@ def test_backlog_burst_scales_up_within_one_sample_and_drains_down(
     autoscaling = {"backlog": {"targetPerReplica": 100},
                    "behavior": {"scaleDown": {"stabilizationWindowSeconds": 5}}}
     with InProcessWatcher(ws), reconciler(ws), scaler_only(ws), sampler_only(ws):
-        _apply(stack, namespace, _function("burst", topic, minReplicas=1, maxReplicas=10,
+        _apply(stack, namespace, _function(ws, "burst", topic, minReplicas=1, maxReplicas=10,
                                            autoscaling=autoscaling))
         wait_for("a first decision (tick)", lambda: bool(_decisions(ws, "burst")), 60)
         time.sleep(2)  # the probe is armed once the tick has listed the Function
@@ -119,7 +123,7 @@ def test_backlog_burst_scales_up_within_one_sample_and_drains_down(
         wait_for("scaled back down to minReplicas", lambda: _replicas(stack, namespace, "burst") == 1,
                  60)
         # Autoscaling off (no maxReplicas): its status goes, and kubectl scale is the writer.
-        _config, function = _function("burst", topic)
+        _config, function = _function(ws, "burst", topic)
         for field in ("replicas", "minReplicas", "maxReplicas", "autoscaling"):
             function["spec"].pop(field, None)
         stack.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(function))
@@ -147,7 +151,7 @@ def test_scale_to_zero_and_back_on_activation(stack: devstack.StackInfo, setting
     autoscaling = {"backlog": {"targetPerReplica": 100, "activationThreshold": 10},
                    "behavior": {"scaleDown": {"stabilizationWindowSeconds": 3}}}
     with InProcessWatcher(ws), reconciler(ws), scaler_only(ws), sampler_only(ws, interval=3):
-        _apply(stack, namespace, _function("idle", topic, minReplicas=0, maxReplicas=5,
+        _apply(stack, namespace, _function(ws, "idle", topic, minReplicas=0, maxReplicas=5,
                                            autoscaling=autoscaling))
         wait_for("scaled to zero", lambda: _replicas(stack, namespace, "idle") == 0, 60)
         _produce(ws, topic, 5)  # at or below the activation threshold: stays at zero
@@ -168,7 +172,7 @@ def test_restarted_scaler_keeps_the_window(stack: devstack.StackInfo, settings: 
                    "behavior": {"scaleDown": {"stabilizationWindowSeconds": 120}}}
     with InProcessWatcher(ws), reconciler(ws), sampler_only(ws, interval=2):
         with scaler_only(ws, "scaler-a"):
-            _apply(stack, namespace, _function("steady", topic, minReplicas=1, maxReplicas=10,
+            _apply(stack, namespace, _function(ws, "steady", topic, minReplicas=1, maxReplicas=10,
                                                autoscaling=autoscaling))
             _produce(ws, topic, 400)
             wait_for("scaled to 4", lambda: _replicas(stack, namespace, "steady") == 4, 60)
@@ -211,7 +215,7 @@ def test_a_write_between_read_and_scale_is_decided_again_not_dropped(
     next tick), and status.autoscaling is written despite a write right after /scale too."""
     ws = watch_settings(settings, namespace)
     pulsar_client.PulsarAdmin(ws).ensure_namespace(ws.system_namespace)
-    _apply(stack, namespace, _function("raced", topic_prefix + "in", minReplicas=1, maxReplicas=5,
+    _apply(stack, namespace, _function(ws, "raced", topic_prefix + "in", minReplicas=1, maxReplicas=5,
                                        autoscaling={"backlog": {"targetPerReplica": 10}}))
     other = client.CustomObjectsApi(kube_client.api_client(ws))
     writes = 0

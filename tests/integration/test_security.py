@@ -49,6 +49,7 @@ from tests.reliability import report
 from tests.secret_values import new_secret, used_secrets
 
 GROUP = "compute.functionmesh.io"
+TOKEN_PLUGIN = "org.apache.pulsar.client.impl.auth.AuthenticationToken"
 SA_NAMESPACE, SA_NAME, SA_USER = deploy_objects.NAMESPACE, deploy_objects.NAME, deploy_objects.USER
 
 Perm = tuple[str, str, str]  # (API group, resource[/subresource], verb)
@@ -303,9 +304,10 @@ ALLOWED_UNSEEN: dict[Perm, str] = {
 
 
 def granted(objects: list[dict[str, Any]]) -> dict[Perm, int]:
-    """Each (group, resource, verb) the ClusterRole grants -> the index of its rule."""
-    role = next(o for o in objects if o["kind"] == "ClusterRole")
-    return {(g, r, v): index for index, rule in enumerate(role["rules"])
+    """Each (group, resource, verb) deploy/'s ClusterRoles grant -> the index of its rule
+    (fmesh-events' rules, then fmesh-events-secrets')."""
+    rules = [rule for o in objects if o["kind"] == "ClusterRole" for rule in o["rules"]]
+    return {(g, r, v): index for index, rule in enumerate(rules)
             for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
 
 
@@ -634,8 +636,16 @@ def test_operator_under_deploy_rbac_is_never_forbidden_and_uses_every_rule(
     snk["spec"]["input"] = {"topics": [topic_prefix + "snk-in"],
                             "typeClassName": "java.lang.String"}
     snk["spec"]["sinkConfig"]["password"] = new_secret("rbac-sink-password")
+    # cleaner names an authSecret (a token the stack's Pulsar, without authentication,
+    # ignores): the clean-up reads that Secret, by name, to delete as the function's identity.
+    auth_secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cleaner-auth"},
+                   "stringData": {"clientAuthenticationPlugin": TOKEN_PLUGIN,
+                                  "clientAuthenticationParameters":
+                                      "token:" + new_secret("rbac-cleanup-token")}}
+    _apply(stack, namespace, auth_secret)
     cleaner = _function("cleaner", "pulsar", cleaner_topic, cleanupSubscription=True,
                         tenant="public", namespace="default")
+    cleaner["spec"]["pulsar"]["authSecret"] = "cleaner-auth"
     broken = _function("broken", "no-such-config", topic_prefix + "broken-in")
     mesh = _mesh(topic_prefix)
 

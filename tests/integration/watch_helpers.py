@@ -23,7 +23,6 @@ from fmesh_events import events, kube_client, pulsar_client
 from fmesh_events.events import ChangeEvent
 from fmesh_events.reconcile import Reconciler
 from fmesh_events.scale import Sampler, Scaler
-from fmesh_events.scale.backlog import BacklogReader
 from fmesh_events.scale.usage import MetricsApiSource, UsageSource
 from fmesh_events.settings import Settings
 from fmesh_events.watch import Watcher, WatchOptions
@@ -239,8 +238,7 @@ def reconciler(settings: Settings, subscription: str = "reconcile", max_attempts
     worker = Reconciler(kube_client.api_client(settings), client, settings.topic,
                         f"test-{secrets.token_hex(3)}", max_attempts=max_attempts,
                         subscription=subscription, retry_base_seconds=retry_base,
-                        admin=lambda url: pulsar_client.PulsarAdmin(
-                            settings.model_copy(update={"pulsar_admin_url": url})),
+                        clusters=pulsar_client.ClusterPool(settings),
                         finalizer_timeout_seconds=finalizer_timeout)
     worker.open()
     stop = threading.Event()
@@ -277,8 +275,8 @@ def sampler_only(settings: Settings, usage: UsageSource | None = None, interval:
                  rearm: float = 1.0) -> Iterator[Sampler]:
     client = pulsar_client.connect(settings)
     api = kube_client.api_client(settings)
-    sampler = Sampler(api, client, settings.topic,
-                      BacklogReader(pulsar_client.PulsarAdmin(settings)),
+    clusters = pulsar_client.ClusterPool(settings, own_client=client)
+    sampler = Sampler(api, client, settings.topic, clusters,
                       usage or MetricsApiSource(api), settings.watch_namespaces, interval, rearm)
     sampler.lead()
     stop = threading.Event()
@@ -289,6 +287,7 @@ def sampler_only(settings: Settings, usage: UsageSource | None = None, interval:
     finally:
         stop.set()
         thread.join(10)
+        clusters.close()
         client.close()
 
 

@@ -73,13 +73,38 @@ def test_names_and_namespace_agree() -> None:
     assert _one("Namespace")["metadata"]["name"] == NAMESPACE
     for kind in ("ServiceAccount", "ConfigMap", "Deployment"):
         assert _one(kind)["metadata"] == {**_one(kind)["metadata"], "name": NAME, "namespace": NAMESPACE}
-    binding = _one("ClusterRoleBinding")
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                                  "name": _one("ClusterRole")["metadata"]["name"]}
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE}]
+    roles = sorted(o["metadata"]["name"] for o in OBJECTS if o["kind"] == "ClusterRole")
+    bindings = [o for o in OBJECTS if o["kind"] == "ClusterRoleBinding"]
+    assert roles == [NAME, f"{NAME}-secrets"]  # Secrets apart: bound per namespace if wished
+    assert sorted(b["roleRef"]["name"] for b in bindings) == roles
+    for binding in bindings:
+        assert binding["metadata"]["name"] == binding["roleRef"]["name"]
+        assert binding["roleRef"]["kind"] == "ClusterRole"
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": NAME,
+                                        "namespace": NAMESPACE}]
     pod = _one("Deployment")["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == NAME
     assert _container()["envFrom"] == [{"configMapRef": {"name": NAME}}]
+
+
+def test_namespaced_secrets_component_swaps_the_binding_for_role_bindings() -> None:
+    """The deploy option for FMESH_WATCH_NAMESPACES: the component drops the cluster-wide
+    binding of fmesh-events-secrets, and the example RoleBinding binds the same ClusterRole
+    in one namespace to the same ServiceAccount."""
+    component = DEPLOY / "components" / "namespaced-secrets"
+    kustomization = yaml.safe_load((component / "kustomization.yaml").read_text(encoding="utf-8"))
+    assert kustomization["kind"] == "Component"
+    deleted = yaml.safe_load(kustomization["patches"][0]["patch"])
+    binding = next(o for o in OBJECTS if o["kind"] == "ClusterRoleBinding"
+                   and o["metadata"]["name"] == f"{NAME}-secrets")
+    assert deleted == {"$patch": "delete", "apiVersion": binding["apiVersion"],
+                       "kind": "ClusterRoleBinding", "metadata": {"name": f"{NAME}-secrets"}}
+    example = yaml.safe_load((component / "rolebinding.example.yaml").read_text(encoding="utf-8"))
+    assert example["kind"] == "RoleBinding" and example["metadata"]["namespace"]
+    assert example["roleRef"] == binding["roleRef"] and example["subjects"] == binding["subjects"]
+    role = next(o for o in OBJECTS if o["kind"] == "ClusterRole"
+                and o["metadata"]["name"] == f"{NAME}-secrets")
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
 
 
 def test_image_is_pinned_to_the_project_version_and_overridable() -> None:

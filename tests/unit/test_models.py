@@ -284,7 +284,7 @@ def test_bad_example_is_refused_naming_the_field(path: Path) -> None:
             "statefulConfig",
         ),
         ({"windowConfig": {"actualWindowFunctionClassName": "W"}}, "windowLength"),
-        ({"maxReplicas": 3, "autoscaling": {}}, "cpu or backlog"),
+        ({"maxReplicas": 3, "autoscaling": {}}, "cpu, memory or backlog"),
         (
             {
                 "pod": {

@@ -54,7 +54,7 @@ WORKLOAD_CHILDREN = tuple(sorted({child["kind"] for child in render.render_workl
 APPLIED = WORKLOAD_CHILDREN + WORKLOADS
 
 PLURALS = {**models.PLURALS, "StatefulSet": "statefulsets", "Service": "services",
-           "ConfigMap": "configmaps", "Event": "events", "Pod": "pods"}
+           "ConfigMap": "configmaps", "Event": "events", "Pod": "pods", "Secret": "secrets"}
 
 
 def need(kinds: tuple[str, ...], *verbs: str, sub: str = "") -> set[Perm]:
@@ -125,7 +125,9 @@ CALLS: dict[tuple[str, str, str], set[Perm]] = {
     # The finalizer goes on workloads only (_ensure_finalizer runs from _reconcile_workload).
     ("reconcile/engine.py", "_ensure_finalizer", "patch_metadata(cr['kind'])"):
         need(WORKLOADS, "patch"),
-    ("reconcile/engine.py", "_finalize", "get('ConfigMap')"): need(("ConfigMap",), "get"),
+    # The clean-up's cluster and identity: the ConfigMap and the Secrets spec.pulsar names.
+    ("reconcile/engine.py", "_cleanup_identity", "get('ConfigMap')"): need(("ConfigMap",), "get"),
+    ("reconcile/engine.py", "_cleanup_identity", "get('Secret')"): need(("Secret",), "get"),
     ("reconcile/engine.py", "_finalize", "post_event(cr)"): need(("Event",), "create"),
     ("reconcile/engine.py", "_finalize", "patch_metadata(cr['kind'])"): need(WORKLOADS, "patch"),
     # --- reconcile/loop.py
@@ -145,6 +147,9 @@ CALLS: dict[tuple[str, str, str], set[Perm]] = {
         need(AUTOSCALED, "list"),
     ("scale/sampler.py", "list_autoscaled", "list_cluster_custom_object(models.GROUP)"):
         need(AUTOSCALED, "list"),
+    # The backlog's cluster and identity: the ConfigMap and the Secrets spec.pulsar names.
+    ("scale/sampler.py", "_read", "read_namespaced_config_map(name)"): need(("ConfigMap",), "get"),
+    ("scale/sampler.py", "_read", "read_namespaced_secret(name)"): need(("Secret",), "get"),
     ("scale/scaler.py", "_read", "get_namespaced_custom_object(models.GROUP)"):
         need(AUTOSCALED, "get"),
     ("scale/scaler.py", "handle", "patch_namespaced_custom_object_scale(models.GROUP)"):
@@ -313,12 +318,13 @@ NEEDED: set[Perm] = set().union(*CALLS.values())
 
 # ------------------------------------------------------------------ the ClusterRole
 def _cluster_role() -> dict[str, Any]:
+    """deploy/'s ClusterRoles as one: fmesh-events, and fmesh-events-secrets (apart so that it
+    can be bound per namespace)."""
     roles = [doc for path in sorted(DEPLOY.glob("*.yaml"))
              for doc in yaml.safe_load_all(path.read_text(encoding="utf-8"))
              if doc and doc.get("kind") == "ClusterRole"]
-    assert [r["metadata"]["name"] for r in roles] == ["fmesh-events"], "one ClusterRole expected"
-    role: dict[str, Any] = roles[0]
-    return role
+    assert [r["metadata"]["name"] for r in roles] == ["fmesh-events", "fmesh-events-secrets"]
+    return {"rules": [rule for role in roles for rule in role["rules"]]}
 
 
 def granted(role: dict[str, Any]) -> set[Perm]:

@@ -395,3 +395,36 @@ def test_scale_spec_precedence() -> None:
     assert wanted.unsupported == (
         "pod.autoScalingMetrics is ignored: pod.builtinAutoscaler is set (as in Function Mesh)",
     )
+
+
+def test_autoscaling_memory_target() -> None:
+    """autoscaling.memory: a Resource Utilization target, as pod.builtinAutoscaler's memory
+    rules (which it replaces); alone, it turns off the default CPU 80%."""
+    alone = scale_spec(_function(autoscaling={"memory": {"targetUtilizationPercent": 60}}))
+    assert (alone.cpu_target, alone.memory_target, alone.backlog_target) == (None, 60.0, None)
+    ours = scale_spec(_function(autoscaling={"memory": {"targetUtilizationPercent": 60}},
+                                pod={"builtinAutoscaler": ["AverageUtilizationMemoryPercent20"]}))
+    assert ours.memory_target == 60.0
+    both = scale_spec(_function(autoscaling={"cpu": {"targetUtilizationPercent": 70},
+                                             "memory": {"targetUtilizationPercent": 50}}))
+    assert (both.cpu_target, both.memory_target) == (70.0, 50.0)
+    with pytest.raises(ValueError, match="at least one of cpu, memory or backlog"):
+        _function(autoscaling={"behavior": {}})
+
+
+def test_memory_target_decides_as_the_hpa() -> None:
+    """The HPA's Resource Utilization math: ceil(pods x used / target), 0.1 tolerance, pods
+    without samples counted as 100% on a scale-down and 0% on a scale-up."""
+    wanted = scale_spec(_function(minReplicas=1, maxReplicas=10,
+                                  autoscaling={"memory": {"targetUtilizationPercent": 50}}))
+    up = decide(wanted, Inputs(current=2, now=0.0, memory_utilizations=(90.0, 110.0)), [], [])
+    assert (up.memory, up.desired) == (4, 4)
+    assert up.reason == "memory 100% of requests vs target 50% -> 4"
+    within = decide(wanted, Inputs(current=2, now=0.0, memory_utilizations=(52.0, 54.0)), [], [])
+    assert within.desired == 2
+    # One pod without a sample: counted as 100% when the others say scale down.
+    down = decide(wanted, Inputs(current=3, now=0.0, memory_utilizations=(10.0, 10.0),
+                                 memory_missing=1), [], [])
+    assert down.memory == 3 and down.desired == 3
+    unserved = decide(wanted, Inputs(current=3, now=0.0, memory_available=False), [], [])
+    assert unserved.desired == 3 and "metrics.k8s.io not served" in unserved.reason
