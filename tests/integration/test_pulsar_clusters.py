@@ -33,6 +33,8 @@ from tests.examples import example
 from tests.integration.test_security import scan_topics
 from tests.integration.watch_helpers import (
     InProcessWatcher,
+    drain,
+    produce,
     read_messages,
     reconciler,
     sampler_only,
@@ -203,32 +205,6 @@ def _subscribe(settings: Settings, topic: str) -> None:
         client.close()
 
 
-def _produce(settings: Settings, topic: str, count: int) -> None:
-    client = pulsar_client.connect(settings)
-    try:
-        producer = client.create_producer(topic, batching_enabled=False)  # a batch is one entry
-        for i in range(count):
-            producer.send_async(f"m{i}".encode(), None)
-        producer.flush()
-    finally:
-        client.close()
-
-
-def _drain(settings: Settings, topic: str) -> int:
-    client = pulsar_client.connect(settings)
-    drained = 0
-    try:
-        consumer = client.subscribe(topic, SUBSCRIPTION, consumer_type=pulsar.ConsumerType.Shared)
-        while True:
-            try:
-                consumer.acknowledge(consumer.receive(timeout_millis=2000))
-                drained += 1
-            except pulsar.Timeout:
-                return drained
-    finally:
-        client.close()
-
-
 def _rest(topic: str) -> str:
     return topic.replace("://", "/", 1)
 
@@ -285,7 +261,7 @@ def test_function_on_a_token_cluster_scales_out_on_a_burst_there_and_back_in(
         assert {h[0] for h in sampler.probes} == set(sampler.sessions)
         assert sampler.clusters.own_key not in {h[0] for h in sampler.probes}
         burst_at = time.time()
-        _produce(b, topic, 450)
+        produce(b, topic, 450)
         took = wait_for("scaled to 5", lambda: _replicas(stack, namespace, "burst") == 5, 30)
         up = next(d for d in _decisions(ws, "burst") if d["applied"] and d["desiredReplicas"] == 5)
         decided_after = up["time"].timestamp() - burst_at
@@ -293,7 +269,7 @@ def test_function_on_a_token_cluster_scales_out_on_a_burst_there_and_back_in(
                                           [(d["trigger"], d["backlog"], d["reason"])
                                            for d in _decisions(ws, "burst")])
         assert "backlog 450" in up["reason"] and "-> 5" in up["reason"]
-        assert _drain(b, topic) == 450
+        assert drain(b, topic, SUBSCRIPTION) == 450
         drained_at = time.time()
         down_took = wait_for("back to minReplicas",
                              lambda: _replicas(stack, namespace, "burst") == 1, 60)
@@ -337,8 +313,8 @@ def test_a_wrong_token_gives_the_readable_decision_and_holds_while_others_scale(
                _autoscaled("refused", bad_topic, {"pulsarConfig": "cluster-b", "authSecret": "wrong"},
                            replicas=2),
                _autoscaled("fine", good_topic, {"pulsarConfig": "cluster-b", "authSecret": "right"}))
-        _produce(b, bad_topic, 900)
-        _produce(b, good_topic, 300)
+        produce(b, bad_topic, 900)
+        produce(b, good_topic, 300)
         wait_for("fine scaled to 3", lambda: _replicas(stack, namespace, "fine") == 3, 60)
         wait_for("a decision for refused", lambda: bool(_decisions(ws, "refused")), 30)
         time.sleep(4)  # a few more ticks: still held
@@ -380,7 +356,7 @@ def test_oauth2_client_credentials_read_the_backlog_on_their_cluster(
                secret, _autoscaled("oauth", topic, pulsar_spec))
         wait_for("a first decision with backlog 0", lambda: any(
             d["backlog"] == 0 for d in _decisions(ws, "oauth")), 60)
-        _produce(b, topic, 250)
+        produce(b, topic, 250)
         wait_for("scaled to 3", lambda: _replicas(stack, namespace, "oauth") == 3, 60)
     assert len(issuer.tokens) > tokens_before and issuer.refused == 0
     assert not _topic_exists(ws, topic)

@@ -18,6 +18,8 @@ from fmesh_events.settings import Settings
 from tests.examples import EXAMPLES, documents, example
 from tests.integration.watch_helpers import (
     InProcessWatcher,
+    drain,
+    produce,
     read_messages,
     reconciler,
     sampler_only,
@@ -56,32 +58,6 @@ def _decisions(settings: Settings, name: str) -> list[dict[str, Any]]:
             if m.partition_key().endswith(f"/{name}")]
 
 
-def _produce(settings: Settings, topic: str, count: int) -> None:
-    client = pulsar_client.connect(settings)
-    try:
-        producer = client.create_producer(topic, batching_enabled=False)  # a batch is one entry
-        for i in range(count):
-            producer.send_async(f"m{i}".encode(), None)
-        producer.flush()
-    finally:
-        client.close()
-
-
-def _drain(settings: Settings, topic: str) -> int:
-    client = pulsar_client.connect(settings)
-    drained = 0
-    try:
-        consumer = client.subscribe(topic, SUBSCRIPTION, consumer_type=pulsar.ConsumerType.Shared)
-        while True:
-            try:
-                consumer.acknowledge(consumer.receive(timeout_millis=2000))
-                drained += 1
-            except pulsar.Timeout:
-                return drained
-    finally:
-        client.close()
-
-
 def _subscribe(settings: Settings, topic: str) -> None:
     """The subscription a running function would have made (KWOK's pods never run one)."""
     client = pulsar_client.connect(settings)
@@ -107,7 +83,7 @@ def test_backlog_burst_scales_up_within_one_sample_and_drains_down(
         wait_for("a first decision (tick)", lambda: bool(_decisions(ws, "burst")), 60)
         time.sleep(2)  # the probe is armed once the tick has listed the Function
         burst_at = time.time()
-        _produce(ws, topic, 450)
+        produce(ws, topic, 450)
         took = wait_for("scaled to 5", lambda: _replicas(stack, namespace, "burst") == 5, 30)
         up = next(d for d in _decisions(ws, "burst") if d["applied"] and d["desiredReplicas"] == 5)
         decided_after = up["time"].timestamp() - burst_at
@@ -119,7 +95,7 @@ def test_backlog_burst_scales_up_within_one_sample_and_drains_down(
         cr = json.loads(stack.kubectl("get", "function", "burst", "-n", namespace,
                                       "-o", "json").stdout)
         assert cr["status"]["autoscaling"]["writer"] == "fmesh-events scaler"
-        assert _drain(ws, topic) == 450
+        assert drain(ws, topic, SUBSCRIPTION) == 450
         wait_for("scaled back down to minReplicas", lambda: _replicas(stack, namespace, "burst") == 1,
                  60)
         # Autoscaling off (no maxReplicas): its status goes, and kubectl scale is the writer.
@@ -131,7 +107,7 @@ def test_backlog_burst_scales_up_within_one_sample_and_drains_down(
             stack.kubectl("get", "function", "burst", "-n", namespace, "-o", "json").stdout)
             .get("status", {}), 30)
         stack.kubectl("scale", "function", "burst", "-n", namespace, "--replicas=2")
-        _produce(ws, topic, 900)  # would mean 9 replicas if the scaler still wrote
+        produce(ws, topic, 900)  # would mean 9 replicas if the scaler still wrote
         wait_for("StatefulSet follows kubectl scale", lambda: json.loads(stack.kubectl(
             "get", "statefulset", "burst-function", "-n", namespace, "-o", "json").stdout)
             ["spec"]["replicas"] == 2, 30)
@@ -154,10 +130,10 @@ def test_scale_to_zero_and_back_on_activation(stack: devstack.StackInfo, setting
         _apply(stack, namespace, _function(ws, "idle", topic, minReplicas=0, maxReplicas=5,
                                            autoscaling=autoscaling))
         wait_for("scaled to zero", lambda: _replicas(stack, namespace, "idle") == 0, 60)
-        _produce(ws, topic, 5)  # at or below the activation threshold: stays at zero
+        produce(ws, topic, 5)  # at or below the activation threshold: stays at zero
         time.sleep(7)
         assert _replicas(stack, namespace, "idle") == 0
-        _produce(ws, topic, 20)  # 25 > 10: activates
+        produce(ws, topic, 20)  # 25 > 10: activates
         wait_for("back from zero", lambda: _replicas(stack, namespace, "idle") == 1, 30)
     reasons = [d["reason"] for d in _decisions(ws, "idle")]
     assert any("activation" in r for r in reasons), reasons
@@ -174,9 +150,9 @@ def test_restarted_scaler_keeps_the_window(stack: devstack.StackInfo, settings: 
         with scaler_only(ws, "scaler-a"):
             _apply(stack, namespace, _function(ws, "steady", topic, minReplicas=1, maxReplicas=10,
                                                autoscaling=autoscaling))
-            _produce(ws, topic, 400)
+            produce(ws, topic, 400)
             wait_for("scaled to 4", lambda: _replicas(stack, namespace, "steady") == 4, 60)
-            _drain(ws, topic)
+            drain(ws, topic, SUBSCRIPTION)
             wait_for("a hold inside the window", lambda: any(
                 d["backlog"] == 0 for d in _decisions(ws, "steady")), 30)
         # scaler-a is gone mid-window; scaler-b rebuilds the window from scale-decisions

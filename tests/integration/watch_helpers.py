@@ -300,3 +300,31 @@ def http_get(port: int, path: str) -> tuple[int, str]:
         return error.code, error.read().decode()
     except OSError:
         return 0, ""
+
+
+def produce(settings: Settings, topic: str, count: int) -> None:
+    """`count` messages m0.. on `topic`, unbatched (a batch would be one backlog entry)."""
+    client = pulsar_client.connect(settings)
+    try:
+        producer = client.create_producer(topic, batching_enabled=False)
+        for i in range(count):
+            producer.send_async(f"m{i}".encode(), None)
+        producer.flush()
+    finally:
+        client.close()
+
+
+def drain(settings: Settings, topic: str, subscription: str) -> int:
+    """Acknowledge what `subscription` has on `topic` until 2 s pass with nothing; how many."""
+    client = pulsar_client.connect(settings)
+    drained = 0
+    try:
+        consumer = client.subscribe(topic, subscription, consumer_type=pulsar.ConsumerType.Shared)
+        while True:
+            try:
+                consumer.acknowledge(consumer.receive(timeout_millis=2000))
+                drained += 1
+            except pulsar.Timeout:
+                return drained
+    finally:
+        client.close()
