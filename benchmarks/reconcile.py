@@ -42,12 +42,33 @@ def functions_yaml(n: int) -> str:
         docs.append(json.dumps({
             "apiVersion": "compute.functionmesh.io/v1alpha1", "kind": "Function",
             "metadata": {"name": f"f-{i}"},
+            # Fully specified, as a user writes one after Function Mesh's defaults.
             "spec": {"className": "org.apache.pulsar.functions.api.examples.ExclamationFunction",
-                     "replicas": 1, "input": {"topics": [f"persistent://public/default/in-{i}"]},
-                     "output": {"topic": f"persistent://public/default/out-{i}"},
+                     "image": "streamnative/pulsar-functions-java-sample:4.0.7",
+                     "replicas": 1, "maxPendingAsyncRequests": 1000, "autoAck": True,
+                     "forwardSourceMessageProperty": True,
+                     "resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
+                                   "limits": {"cpu": "1", "memory": "512Mi"}},
+                     "input": {"topics": [f"persistent://public/default/in-{i}"],
+                               "typeClassName": "java.lang.String"},
+                     "output": {"topic": f"persistent://public/default/out-{i}",
+                                "typeClassName": "java.lang.String"},
                      "pulsar": {"pulsarConfig": "bench-pulsar"},
                      "java": {"jar": "/pulsar/examples/api-examples.jar"}}}))
     return "\n---\n".join(docs)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def api_requests(stack: devstack.StackInfo) -> int:
@@ -120,6 +141,8 @@ def run_one(base: Settings, stack: devstack.StackInfo, n: int, mode: str) -> dic
         manifest = logdir / "functions.yaml"
         manifest.write_text(functions_yaml(n))
         before = api_requests(stack)
+        broker = stack.pids.get("pulsar")
+        broker_before = cpu_seconds(broker) if broker else None
         started = time.monotonic()
         stack.kubectl("apply", "--server-side", "-n", namespace, "-f", str(manifest),
                       timeout=600 + n)
@@ -140,6 +163,10 @@ def run_one(base: Settings, stack: devstack.StackInfo, n: int, mode: str) -> dic
             time.sleep(max(1.0, n / 1000))  # listing thousands of CRs loads the API server too
         took = time.monotonic() - started
         requests = api_requests(stack) - before
+        operator_cpu = sum(cpu_seconds(proc.pid) for proc in procs)
+        peak_rss = sum(peak_rss_mib(proc.pid) for proc in procs)
+        broker_cpu = cpu_seconds(broker) - broker_before \
+            if broker and broker_before is not None else None
         calls = [json.loads(line)["calls"] for f in logdir.glob("reconcile-*.log")
                  for line in f.read_text().splitlines()
                  if line.startswith("{") and '"reconciled"' in line]
@@ -155,6 +182,12 @@ def run_one(base: Settings, stack: devstack.StackInfo, n: int, mode: str) -> dic
             "operator_api_calls_per_reconcile":
                 round(sum(calls) / len(calls), 2) if calls else None,
             "api_requests_per_function": round(requests / n, 2),
+            "reconciles_per_function": round(len(calls) / n, 2) if mode != "kopf" else None,
+            # CPU from the start of the apply until all Ready (start-up before it included
+            # for the operators: a few tenths of a second each).
+            "operator_cpu_seconds": round(operator_cpu, 1),
+            "broker_cpu_seconds": round(broker_cpu, 1) if broker_cpu is not None else None,
+            "operator_peak_rss_mib": round(peak_rss),
         }
     finally:
         for proc in procs:
@@ -195,12 +228,14 @@ def main() -> None:
     args.out.write_text(json.dumps({"benchmark": "reconcile", "machine": f"{os.cpu_count()} cores",
                                     "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                     "results": results}, indent=2) + "\n")
-    print(f"{'N':>6} {'mode':>8} {'s to Ready':>10} {'Ready/s':>8} {'calls/rec':>9} "
-          f"{'API req/fn':>10}")
+    print(f"{'N':>6} {'mode':>8} {'all STS s':>9} {'Ready s':>8} {'op CPU s':>8} "
+          f"{'broker CPU s':>12} {'RSS MiB':>7} {'API req/fn':>10} {'rec/fn':>6} {'calls/rec':>9}")
     for r in results:
-        print(f"{r['n']:>6} {r['mode']:>8} {r['seconds_to_all_ready']:>10} "
-              f"{r['functions_ready_per_second']:>8} {r['operator_api_calls_per_reconcile']!s:>9} "
-              f"{r['api_requests_per_function']:>10}")
+        print(f"{r['n']:>6} {r['mode']:>8} {r['seconds_to_all_statefulsets']!s:>9} "
+              f"{r['seconds_to_all_ready']:>8} {r['operator_cpu_seconds']:>8} "
+              f"{r['broker_cpu_seconds']!s:>12} {r['operator_peak_rss_mib']:>7} "
+              f"{r['api_requests_per_function']:>10} {r['reconciles_per_function']!s:>6} "
+              f"{r['operator_api_calls_per_reconcile']!s:>9}")
     print(f"written to {args.out}")
 
 

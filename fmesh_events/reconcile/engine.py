@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -92,6 +93,26 @@ class Options:
     # What this process last stored for each child: (kind, namespace, name) -> fingerprint.
     # A child found here is applied without reading it first (one call instead of two).
     stored: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    # pulsarConfig ConfigMaps found, (namespace, name) -> when: a thousand Functions naming one
+    # ConfigMap read it once per CONFIG_MAP_TTL_SECONDS, not once each.
+    config_maps_seen: dict[tuple[str, str], float] = field(default_factory=dict)
+
+
+# A ConfigMap deleted after it was seen is noticed this much later at most; its Functions'
+# pods then fail to start (CreateContainerConfigError) and status says so meanwhile.
+CONFIG_MAP_TTL_SECONDS = 30.0
+
+
+def _config_map_exists(writer: KubeWriter, options: Options, namespace: str, name: str) -> bool:
+    handle = (namespace, name)
+    seen = options.config_maps_seen.get(handle)
+    if seen is not None and time.monotonic() - seen < CONFIG_MAP_TTL_SECONDS:
+        return True
+    if writer.get("ConfigMap", namespace, name) is None:
+        options.config_maps_seen.pop(handle, None)
+        return False
+    options.config_maps_seen[handle] = time.monotonic()
+    return True
 
 
 def fingerprint(obj: dict[str, Any]) -> str:
@@ -254,7 +275,7 @@ def _reconcile_workload(writer: KubeWriter, model: Any, cr: dict[str, Any], resu
     meta = cr["metadata"]
     namespace = meta["namespace"]
     config_map = model.spec.pulsar.pulsar_config
-    if children_too and writer.get("ConfigMap", namespace, config_map) is None:
+    if children_too and not _config_map_exists(writer, options, namespace, config_map):
         raise ReconcileError(
             f"ConfigMap {config_map!r} named by spec.pulsar.pulsarConfig does not exist in "
             f"namespace {namespace!r}: create it with webServiceURL and brokerServiceURL")

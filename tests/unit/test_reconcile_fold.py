@@ -1,10 +1,15 @@
-"""Folding the queued triggers of one key into one pass: what the pass must do, and the lane
-that hands a key's queued messages over together."""
+"""Fewer API calls per Function: folding the queued triggers of one key into one pass (what
+the pass must do, the lane that hands a key's messages over together), and the pulsarConfig
+ConfigMap read once per TTL rather than once per reconcile."""
 
 from __future__ import annotations
 
+import functools
 import threading
 
+import pytest
+
+from fmesh_events.reconcile import engine
 from fmesh_events.reconcile.loop import KeyedLane, Trigger, fold
 
 KEY = "Function/ns/f"
@@ -75,3 +80,33 @@ def test_a_full_lane_makes_the_receiver_wait_until_a_worker_takes() -> None:
     assert [m.n for m in lane.get() or []] == [1]
     assert put_done.wait(5)
     thread.join()
+
+
+class ConfigMapReader:
+    """Answers get("ConfigMap") from a set of names, counting the calls."""
+
+    def __init__(self, names: set[str]) -> None:
+        self.names, self.gets = names, 0
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, object] | None:
+        self.gets += 1
+        return {"metadata": {"name": name}} if name in self.names else None
+
+
+def test_a_config_map_found_is_read_again_only_after_the_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
+    reader, options, now = ConfigMapReader({"pulsar"}), engine.Options(), [1000.0]
+    monkeypatch.setattr("fmesh_events.reconcile.engine.time.monotonic", lambda: now[0])
+    exists = functools.partial(engine._config_map_exists, reader, options, "ns")  # type: ignore[arg-type]
+    assert all(exists("pulsar") for _ in range(1000))
+    assert reader.gets == 1
+    now[0] += engine.CONFIG_MAP_TTL_SECONDS + 1
+    reader.names.clear()  # deleted meanwhile: found missing at the next read
+    assert not exists("pulsar") and reader.gets == 2
+
+
+def test_a_missing_config_map_is_asked_for_every_time() -> None:
+    reader, options = ConfigMapReader(set()), engine.Options()
+    assert not engine._config_map_exists(reader, options, "ns", "later")  # type: ignore[arg-type]
+    reader.names.add("later")  # created: the next reconcile finds it at once
+    assert engine._config_map_exists(reader, options, "ns", "later")  # type: ignore[arg-type]
+    assert reader.gets == 2
