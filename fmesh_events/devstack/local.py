@@ -38,6 +38,7 @@ from fmesh_events.devstack.node import (
     FAKE_NODE_LABEL,
     FAKE_NODE_TAINT_KEY,
     NODE_PROCESSES,
+    SERVICE_CIDR,
     unmount_under,
 )
 from fmesh_events.devstack.progress import Progress
@@ -414,7 +415,7 @@ def start_kubernetes(tool: Toolchain, stack: StackInfo, progress: Progress,
         f"--secure-port={api_port}",
         f"--bind-address={'0.0.0.0' if node_ip else '127.0.0.1'}",
         f"--advertise-address={node_ip or '127.0.0.1'}",
-        "--service-cluster-ip-range=10.0.0.0/24", "--allow-privileged=true",
+        f"--service-cluster-ip-range={SERVICE_CIDR}", "--allow-privileged=true",
         f"--enable-admission-plugins={','.join(EXTRA_ADMISSION_PLUGINS)}",
         # API aggregation (metrics-server): the API server proxies with a client certificate
         # of the front proxy's CA. It reaches an APIService's Service by its cluster IP (kube-

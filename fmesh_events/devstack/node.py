@@ -29,6 +29,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -41,6 +42,7 @@ NODE_NAME = "fmesh-node"
 BRIDGE = "fmesh0"
 NODE_IP = "10.244.0.1"
 POD_CIDR = "10.244.0.0/24"
+SERVICE_CIDR = "10.0.0.0/24"  # the API server's --service-cluster-ip-range
 CLUSTER_DOMAIN = "cluster.local"
 # The taint and label of the KWOK nodes: only pods that tolerate the taint go there (tests
 # and benchmarks with hundreds of pods do, through their namespace's defaults).
@@ -127,6 +129,11 @@ def _sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 # The pod network may talk to itself and to this machine's own addresses (INPUT, not FORWARD);
 # anything it would route elsewhere is refused here, whatever Docker or kube-proxy add.
 _ISOLATION_RULE = ("FORWARD", "-s", POD_CIDR, "!", "-d", POD_CIDR, "-j", "REJECT")
+# A cluster IP that kube-proxy has not mapped yet would be routed off the machine, and the
+# API server keeps the connection it got there (its aggregator once held one to whatever
+# answered 404 outside, and metrics.k8s.io never became Available). kube-proxy's DNAT comes
+# first (nat OUTPUT), so this refuses only what no Service rule took.
+_SERVICE_RULE = ("OUTPUT", "-d", SERVICE_CIDR, "-j", "REJECT")
 
 
 def setup_network() -> None:
@@ -140,13 +147,15 @@ def setup_network() -> None:
         _sh("ip", "addr", "add", f"{NODE_IP}/24", "dev", BRIDGE)
     _sh("ip", "link", "set", BRIDGE, "up")
     Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
-    if _sh("iptables", "-C", *_ISOLATION_RULE, check=False).returncode != 0:
-        _sh("iptables", "-I", *_ISOLATION_RULE)
+    for rule in (_ISOLATION_RULE, _SERVICE_RULE):
+        if _sh("iptables", "-C", *rule, check=False).returncode != 0:
+            _sh("iptables", "-I", *rule)
 
 
 def _cleanup_host() -> None:
     """What a real node leaves on the host: kube-proxy's rules, the bridge, pod namespaces."""
-    _sh("iptables", "-D", *_ISOLATION_RULE, check=False)
+    for rule in (_ISOLATION_RULE, _SERVICE_RULE):
+        _sh("iptables", "-D", *rule, check=False)
     for netns in _sh("ip", "netns", "list", check=False).stdout.split("\n"):
         name = netns.split(" ", 1)[0]
         if name.startswith("cni-"):
@@ -408,11 +417,25 @@ spec:
   groupPriorityMinimum: 100
   versionPriority: 100
 """
-    stack.kubectl("apply", "-f", "-", input=manifest)
+    service, api_service = manifest.rsplit("---\n", 1)
+    stack.kubectl("apply", "-f", "-", input=service)
+    cluster_ip = stack.kubectl("get", "service", "metrics-server", "-n", "kube-system",
+                               "-o", "jsonpath={.spec.clusterIP}").stdout.strip()
+    # The APIService only once kube-proxy maps the cluster IP to metrics-server: what the API
+    # server's aggregator connects to first, it keeps.
+    local.wait(f"kube-proxy's rule for metrics-server's cluster IP {cluster_ip}",
+               lambda: _tcp_open(cluster_ip, 443), 60, stack, "kube-proxy")
+    stack.kubectl("apply", "-f", "-", input=api_service)
     local.wait("metrics.k8s.io APIService Available", lambda: stack.kubectl(
         "get", "apiservice", "v1beta1.metrics.k8s.io", "-o",
         'jsonpath={.status.conditions[?(@.type=="Available")].status}', check=False,
     ).stdout.strip() == "True", 90, stack, "metrics-server")
+
+
+def _tcp_open(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=2):
+        return True
+    return False
 
 
 def pulsar_ports(stack: StackInfo) -> dict[str, int]:

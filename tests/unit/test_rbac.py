@@ -117,7 +117,7 @@ CALLS: dict[tuple[str, str, str], set[Perm]] = {
     ("reconcile/engine.py", "_instances_stopping", "get('StatefulSet')"): need(("StatefulSet",), "get"),
     ("reconcile/engine.py", "_instances_stopping", "delete('StatefulSet')"):
         need(("StatefulSet",), "delete"),
-    ("reconcile/engine.py", "_reconcile_workload", "get('ConfigMap')"): need(("ConfigMap",), "get"),
+    ("reconcile/engine.py", "_config_map_exists", "get('ConfigMap')"): need(("ConfigMap",), "get"),
     ("reconcile/engine.py", "_reconcile_workload", "get('StatefulSet')"):
         need(("StatefulSet",), "get"),
     ("reconcile/engine.py", "_reconcile_mesh", "list(kind)"): need(WORKLOADS, "list"),
