@@ -35,9 +35,9 @@ from tests.integration.watch_helpers import (
     InProcessWatcher,
     drain,
     produce,
-    read_messages,
     reconciler,
     sampler_only,
+    scale_decisions,
     scaler_only,
     wait_for,
     watch_settings,
@@ -190,12 +190,6 @@ def _replicas(stack: devstack.StackInfo, namespace: str, name: str) -> int:
     return int(_get(stack, namespace, name)["spec"].get("replicas", 1))
 
 
-def _decisions(settings: Settings, name: str) -> list[dict[str, Any]]:
-    return [events.decode_record(events.PARSED_SCALE_DECISION, m.data())
-            for m in read_messages(settings, events.SCALE_DECISIONS)
-            if m.partition_key().endswith(f"/{name}")]
-
-
 def _subscribe(settings: Settings, topic: str) -> None:
     """The subscription a running function would have made (KWOK's pods never run one)."""
     client = pulsar_client.connect(settings)
@@ -254,8 +248,8 @@ def test_function_on_a_token_cluster_scales_out_on_a_burst_there_and_back_in(
     with InProcessWatcher(ws), reconciler(ws), scaler_only(ws), sampler_only(ws) as sampler:
         _apply(stack, namespace, _config_map("cluster-b", b.pulsar_admin_url, b.pulsar_service_url),
                _token_secret("cluster-b-auth", token), _autoscaled("burst", topic, pulsar_spec))
-        wait_for("a first decision (tick)", lambda: bool(_decisions(ws, "burst")), 60)
-        first = _decisions(ws, "burst")[0]
+        wait_for("a first decision (tick)", lambda: bool(scale_decisions(ws, "burst")), 60)
+        first = scale_decisions(ws, "burst")[0]
         assert first["backlog"] == 0, first["reason"]
         wait_for("the probe armed on cluster B", lambda: bool(sampler.probes), 20)
         assert {h[0] for h in sampler.probes} == set(sampler.sessions)
@@ -263,17 +257,17 @@ def test_function_on_a_token_cluster_scales_out_on_a_burst_there_and_back_in(
         burst_at = time.time()
         produce(b, topic, 450)
         took = wait_for("scaled to 5", lambda: _replicas(stack, namespace, "burst") == 5, 30)
-        up = next(d for d in _decisions(ws, "burst") if d["applied"] and d["desiredReplicas"] == 5)
+        up = next(d for d in scale_decisions(ws, "burst") if d["applied"] and d["desiredReplicas"] == 5)
         decided_after = up["time"].timestamp() - burst_at
         assert up["trigger"] == "burst", ("the scale-up waited for a tick instead of the probe",
                                           [(d["trigger"], d["backlog"], d["reason"])
-                                           for d in _decisions(ws, "burst")])
+                                           for d in scale_decisions(ws, "burst")])
         assert "backlog 450" in up["reason"] and "-> 5" in up["reason"]
         assert drain(b, topic, SUBSCRIPTION) == 450
         drained_at = time.time()
         down_took = wait_for("back to minReplicas",
                              lambda: _replicas(stack, namespace, "burst") == 1, 60)
-        down = next(d for d in _decisions(ws, "burst") if d["applied"] and d["action"] == "DOWN")
+        down = next(d for d in scale_decisions(ws, "burst") if d["applied"] and d["action"] == "DOWN")
         sessions_open = len(sampler.clusters.keys())
         # The function gone: its cluster's session closes at the next tick.
         stack.kubectl("delete", "function", "burst", "-n", namespace)
@@ -316,13 +310,13 @@ def test_a_wrong_token_gives_the_readable_decision_and_holds_while_others_scale(
         produce(b, bad_topic, 900)
         produce(b, good_topic, 300)
         wait_for("fine scaled to 3", lambda: _replicas(stack, namespace, "fine") == 3, 60)
-        wait_for("a decision for refused", lambda: bool(_decisions(ws, "refused")), 30)
+        wait_for("a decision for refused", lambda: bool(scale_decisions(ws, "refused")), 30)
         time.sleep(4)  # a few more ticks: still held
         assert _replicas(stack, namespace, "refused") == 2
         status = wait_for("status names the cluster", lambda: "refused the token" in (
             _get(stack, namespace, "refused").get("status", {}).get("autoscaling", {})
             .get("lastDecision") or ""), 30)
-    held = _decisions(ws, "refused")
+    held = scale_decisions(ws, "refused")
     cluster = f"cluster {b.pulsar_admin_url} (ConfigMap cluster-b)"
     wanted = f"backlog unknown: {cluster} refused the token"
     print(f"\nrefused: {held[-1]['reason']!r} ({len(held)} decisions; status after {status:.1f}s)")
@@ -355,7 +349,7 @@ def test_oauth2_client_credentials_read_the_backlog_on_their_cluster(
         _apply(stack, namespace, _config_map("cluster-b", b.pulsar_admin_url, b.pulsar_service_url),
                secret, _autoscaled("oauth", topic, pulsar_spec))
         wait_for("a first decision with backlog 0", lambda: any(
-            d["backlog"] == 0 for d in _decisions(ws, "oauth")), 60)
+            d["backlog"] == 0 for d in scale_decisions(ws, "oauth")), 60)
         produce(b, topic, 250)
         wait_for("scaled to 3", lambda: _replicas(stack, namespace, "oauth") == 3, 60)
     assert len(issuer.tokens) > tokens_before and issuer.refused == 0

@@ -30,7 +30,13 @@ import yaml
 from fmesh_events import devstack, events, pulsar_client
 from fmesh_events.devstack import node
 from fmesh_events.settings import Settings
-from tests.integration.watch_helpers import Operator, read_messages, wait_for, watch_settings
+from tests.integration.watch_helpers import (
+    Operator,
+    read_messages,
+    scale_decisions,
+    wait_for,
+    watch_settings,
+)
 from tests.secret_values import new_secret
 
 REPO = Path(__file__).resolve().parents[2]
@@ -230,15 +236,6 @@ def work_function(name: str, inp: str, out: str, work_ms: int, busy: bool = Fals
     """Our test function (in the runner image): `work_ms` per message, slept or burned."""
     return java_function(name, [inp], out, className=WORK_FUNCTION, java={"jar": TEST_JAR},
                          funcConfig={"workMs": str(work_ms), "busy": str(busy).lower()}, **spec)
-
-
-def scale_decisions(settings: Settings, name: str) -> list[dict[str, Any]]:
-    try:
-        messages = read_messages(settings, events.SCALE_DECISIONS)
-    except pulsar.TopicNotFound:  # no decision yet
-        return []
-    return [events.decode_record(events.PARSED_SCALE_DECISION, m.data())
-            for m in messages if m.partition_key().endswith(f"/{name}")]
 
 
 def test_kubectl_scale_to_three_splits_the_messages(stack: devstack.StackInfo, settings: Settings,

@@ -23,6 +23,7 @@ from tests.integration.watch_helpers import (
     read_messages,
     reconciler,
     sampler_only,
+    scale_decisions,
     scale_signal,
     scaler_only,
     wait_for,
@@ -52,12 +53,6 @@ def _replicas(stack: devstack.StackInfo, namespace: str, name: str) -> int:
     return int(got["spec"].get("replicas", 1))
 
 
-def _decisions(settings: Settings, name: str) -> list[dict[str, Any]]:
-    return [events.decode_record(events.PARSED_SCALE_DECISION, m.data())
-            for m in read_messages(settings, events.SCALE_DECISIONS)
-            if m.partition_key().endswith(f"/{name}")]
-
-
 def _subscribe(settings: Settings, topic: str) -> None:
     """The subscription a running function would have made (KWOK's pods never run one)."""
     client = pulsar_client.connect(settings)
@@ -80,12 +75,12 @@ def test_backlog_burst_scales_up_within_one_sample_and_drains_down(
     with InProcessWatcher(ws), reconciler(ws), scaler_only(ws), sampler_only(ws):
         _apply(stack, namespace, _function(ws, "burst", topic, minReplicas=1, maxReplicas=10,
                                            autoscaling=autoscaling))
-        wait_for("a first decision (tick)", lambda: bool(_decisions(ws, "burst")), 60)
+        wait_for("a first decision (tick)", lambda: bool(scale_decisions(ws, "burst")), 60)
         time.sleep(2)  # the probe is armed once the tick has listed the Function
         burst_at = time.time()
         produce(ws, topic, 450)
         took = wait_for("scaled to 5", lambda: _replicas(stack, namespace, "burst") == 5, 30)
-        up = next(d for d in _decisions(ws, "burst") if d["applied"] and d["desiredReplicas"] == 5)
+        up = next(d for d in scale_decisions(ws, "burst") if d["applied"] and d["desiredReplicas"] == 5)
         decided_after = up["time"].timestamp() - burst_at
         print(f"burst of 450 -> 5 replicas: decision {decided_after:.2f}s after the burst began, "
               f"seen by kubectl after {took:.1f}s, trigger {up['trigger']}")
@@ -113,7 +108,7 @@ def test_backlog_burst_scales_up_within_one_sample_and_drains_down(
             ["spec"]["replicas"] == 2, 30)
         time.sleep(3)
         assert _replicas(stack, namespace, "burst") == 2
-    decisions = _decisions(ws, "burst")
+    decisions = scale_decisions(ws, "burst")
     assert min(d["desiredReplicas"] for d in decisions) >= 1, "went below minReplicas"
     down = next(d for d in decisions if d["applied"] and d["action"] == "DOWN")
     assert down["time"].timestamp() - up["time"].timestamp() >= 5, "the down window was not kept"
@@ -135,7 +130,7 @@ def test_scale_to_zero_and_back_on_activation(stack: devstack.StackInfo, setting
         assert _replicas(stack, namespace, "idle") == 0
         produce(ws, topic, 20)  # 25 > 10: activates
         wait_for("back from zero", lambda: _replicas(stack, namespace, "idle") == 1, 30)
-    reasons = [d["reason"] for d in _decisions(ws, "idle")]
+    reasons = [d["reason"] for d in scale_decisions(ws, "idle")]
     assert any("activation" in r for r in reasons), reasons
 
 
@@ -154,13 +149,13 @@ def test_restarted_scaler_keeps_the_window(stack: devstack.StackInfo, settings: 
             wait_for("scaled to 4", lambda: _replicas(stack, namespace, "steady") == 4, 60)
             drain(ws, topic, SUBSCRIPTION)
             wait_for("a hold inside the window", lambda: any(
-                d["backlog"] == 0 for d in _decisions(ws, "steady")), 30)
+                d["backlog"] == 0 for d in scale_decisions(ws, "steady")), 30)
         # scaler-a is gone mid-window; scaler-b rebuilds the window from scale-decisions
         with scaler_only(ws, "scaler-b"):
             wait_for("scaler-b decided twice", lambda: sum(
-                d["scaler"] == "scaler-b" for d in _decisions(ws, "steady")) >= 2, 30)
+                d["scaler"] == "scaler-b" for d in scale_decisions(ws, "steady")) >= 2, 30)
             assert _replicas(stack, namespace, "steady") == 4, "scaler-b forgot the window"
-    held = [d for d in _decisions(ws, "steady") if d["scaler"] == "scaler-b"]
+    held = [d for d in scale_decisions(ws, "steady") if d["scaler"] == "scaler-b"]
     assert all(d["desiredReplicas"] == 4 and not d["applied"] for d in held)
     assert all("window" in d["reason"] for d in held), [d["reason"] for d in held]
 
@@ -227,8 +222,8 @@ def test_a_write_between_read_and_scale_is_decided_again_not_dropped(
                 scale_signal(key, backlog=40), partition_key=key)
         finally:
             client_.close()
-        wait_for("one decision", lambda: bool(_decisions(ws, "raced")), 30)
-    decision, = _decisions(ws, "raced")
+        wait_for("one decision", lambda: bool(scale_decisions(ws, "raced")), 30)
+    decision, = scale_decisions(ws, "raced")
     assert decision["applied"] and decision["error"] is None, decision
     assert scaler.conflicts == 2, scaler.conflicts
     assert decision["desiredReplicas"] == 4 and _replicas(stack, namespace, "raced") == 4

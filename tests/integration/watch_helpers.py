@@ -328,3 +328,13 @@ def drain(settings: Settings, topic: str, subscription: str) -> int:
                 return drained
     finally:
         client.close()
+
+
+def scale_decisions(settings: Settings, name: str) -> list[dict[str, Any]]:
+    """The scaler's decisions for the CR called `name`, oldest first; none before the first."""
+    try:
+        messages = read_messages(settings, events.SCALE_DECISIONS)
+    except pulsar.TopicNotFound:  # no decision yet
+        return []
+    return [events.decode_record(events.PARSED_SCALE_DECISION, m.data())
+            for m in messages if m.partition_key().endswith(f"/{name}")]
