@@ -48,6 +48,9 @@ class Result:
     cr: dict[str, Any] | None = None
     desired_status: dict[str, Any] | None = None
     mesh_owner: str | None = None  # key of the FunctionMesh to refresh, if this is its child
+    # The CR was the caller's copy, not read: every write from it must be conditional on
+    # its resourceVersion.
+    from_known: bool = False
 
     @property
     def changed(self) -> bool:
@@ -123,13 +126,20 @@ def fingerprint(obj: dict[str, Any]) -> str:
 
 
 def reconcile(writer: KubeWriter, key: str, children_too: bool = True,
-              options: Options | None = None) -> Result:
+              options: Options | None = None, known: dict[str, Any] | None = None) -> Result:
     """Make the cluster match the CR named by `key`. `children_too=False` (pod-events)
-    refreshes status only."""
+    refreshes status only, and may start from `known`, the CR as the caller last read or
+    wrote it, instead of reading it: what it writes from it is conditional on its
+    resourceVersion (the finalizer patch here, the status write by the caller), so a copy
+    that has moved on is refused (409), never written from."""
     options = options or Options()
     kind, namespace, name = key.split("/", 2)
     result = Result(key=key)
-    cr = writer.get(kind, namespace, name)
+    if known is not None and not children_too:
+        cr: dict[str, Any] | None = copy.deepcopy(known)
+        result.from_known = True
+    else:
+        cr = writer.get(kind, namespace, name)
     if cr is None or cr["metadata"].get("deletionTimestamp"):
         forget_children(options, namespace, name)
     if cr is None:

@@ -25,6 +25,13 @@ API_VERSIONS = {
 }
 
 
+def _body(response: Any) -> dict[str, Any]:
+    """The response's JSON as plain dicts. Every call passes serialize=False: the dynamic
+    client's own wrapping (ResourceInstance, then to_dict) costs more than the parse."""
+    parsed: dict[str, Any] = json.loads(response.data)
+    return parsed
+
+
 class KubeWriter:
     def __init__(self, api: client.ApiClient) -> None:
         self.dynamic = dynamic.DynamicClient(api)
@@ -48,16 +55,16 @@ class KubeWriter:
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         self._count()
         try:
-            obj: dict[str, Any] = self._resource(kind).get(name=name,
-                                                           namespace=namespace).to_dict()
-            return obj
+            return _body(self._resource(kind).get(name=name, namespace=namespace,
+                                                  serialize=False))
         except NotFoundError:
             return None
 
     def list(self, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
         self._count()
-        result = self._resource(kind).get(namespace=namespace, label_selector=label_selector)
-        return [item.to_dict() for item in result.items]
+        result = _body(self._resource(kind).get(namespace=namespace,
+                                                label_selector=label_selector, serialize=False))
+        return list(result.get("items") or [])
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply; returns the object as stored."""
@@ -68,11 +75,9 @@ class KubeWriter:
         # in funcConfig) as a surrogate-pair escape, which the API server's YAML reader of
         # apply bodies refuses (400). UTF-8 as it is reads the same and is accepted.
         body = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
-        applied: dict[str, Any] = self.dynamic.request(
+        return _body(self.dynamic.request(
             "patch", path, body=body, content_type="application/apply-patch+yaml",
-            field_manager=FIELD_MANAGER, force_conflicts=True,
-        ).to_dict()
-        return applied
+            field_manager=FIELD_MANAGER, force_conflicts=True, serialize=False))
 
     def delete(self, kind: str, namespace: str, name: str, orphan: bool = False,
                propagation: str = "Background") -> None:
@@ -93,20 +98,27 @@ class KubeWriter:
                        metadata: dict[str, Any]) -> dict[str, Any]:
         """Merge-patch metadata (finalizers); include resourceVersion to make it conditional."""
         self._count()
-        stored: dict[str, Any] = self._resource(kind).patch(
+        return _body(self._resource(kind).patch(
             name=name, namespace=namespace, body={"metadata": metadata},
             content_type="application/merge-patch+json", field_manager=FIELD_MANAGER,
-        ).to_dict()
-        return stored
+            serialize=False))
 
-    def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+    def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any],
+                     resource_version: str | None = None) -> dict[str, Any] | None:
+        """Merge-patch status; returns the object as stored, None when it is gone. With
+        `resource_version` the write is conditional: 409 if the object moved since."""
         self._count()
+        body: dict[str, Any] = {"status": status}
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}
         # Deleted since it was read: no status to write, and its deletion has its own event.
-        with contextlib.suppress(NotFoundError):
-            self._resource(kind).status.patch(
-                name=name, namespace=namespace, body={"status": status},
+        try:
+            return _body(self._resource(kind).status.patch(
+                name=name, namespace=namespace, body=body,
                 content_type="application/merge-patch+json", field_manager=FIELD_MANAGER,
-            )
+                serialize=False))
+        except NotFoundError:
+            return None
 
     def post_event(self, cr: dict[str, Any], event_type: str, reason: str, message: str) -> None:
         """A Kubernetes Event on the CR, as `kubectl describe` shows them."""

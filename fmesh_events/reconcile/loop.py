@@ -40,6 +40,8 @@ DURATION = Histogram("fmesh_reconcile_duration_seconds", "Reconcile duration", [
 DEAD_LETTERED = Counter("fmesh_reconcile_dead_lettered_total", "Keys given up on")
 FOLDED = Counter("fmesh_reconcile_folded_total",
                  "Triggers served by the pass of an earlier queued trigger of the same key")
+KNOWN_CONFLICTS = Counter("fmesh_reconcile_known_conflicts_total",
+                          "Status refreshes redone from a read: the CR had moved since last seen")
 
 UNAVAILABLE = Counter("fmesh_reconcile_api_unavailable_total",
                       "Reconciles paused because the API server could not be asked")
@@ -62,6 +64,11 @@ def api_unavailable(failure: BaseException) -> bool:
 class _Stopping(Exception):
     """The process stops while the API server is away: leave the message for the next one."""
 CR_KINDS = ("Function", "Source", "Sink", "FunctionMesh")
+
+
+def conflicted(failure: BaseException) -> bool:
+    """The API server refused a write conditional on a resourceVersion that has moved on."""
+    return getattr(failure, "status", None) == 409
 
 
 def decode_change(data: bytes, topic: str) -> ChangeEvent:
@@ -199,6 +206,9 @@ class Reconciler:
         self.given_up: set[str] = set()
         # StatefulSet (replicas, readyReplicas) each key's status was last computed from.
         self.observed: dict[str, tuple[int, int]] = {}
+        # Each key's CR as this process last read or wrote it (managedFields left out): a
+        # status refresh starts from it instead of a read, and writes conditionally on it.
+        self.known: dict[str, dict[str, Any]] = {}
         self._stop = threading.Event()
         models.allow_deep_objects()  # read back whatever the API server stores
 
@@ -310,7 +320,8 @@ class Reconciler:
         calls_before = self.writer.calls
         outcome, error, result = "OK", None, None
         try:
-            result = self._reconcile(key, trigger.children_too)
+            result = self._reconcile(key, trigger.children_too,
+                                     None if trigger.children_too else self.known.get(key))
             outcome = "GONE" if result.gone else "OK"
         except (engine.ReconcileError, client.ApiException, TimeoutError, OSError) as failure:
             error = _describe(failure)
@@ -327,8 +338,9 @@ class Reconciler:
         self._remember(key, result, outcome, event_generation, trigger.children_too)
         record_id = self._record(key, topic, message, result, outcome, attempt, error, duration)
         if result is not None and not result.gone and result.cr is not None:
-            self._write_status(result, record_id)
+            result = self._write_status(result, record_id)
         self._observe(key, result, outcome)
+        self._know(key, result, outcome)
         for acked, _t in triggered:
             self.consumer.acknowledge(acked)
         self.handled += len(triggered)
@@ -347,17 +359,31 @@ class Reconciler:
             return
         self.observed[key] = (int(status.get("replicas") or 0), int(status.get("readyReplicas") or 0))
 
-    def _reconcile(self, key: str, children_too: bool) -> engine.Result:
+    def _know(self, key: str, result: engine.Result | None, outcome: str) -> None:
+        cr = result.cr if result is not None else None
+        if outcome != "OK" or cr is None or result is None or result.gone:
+            self.known.pop(key, None)
+            return
+        cr["metadata"].pop("managedFields", None)  # the bulk of a stored object; never used
+        self.known[key] = cr
+
+    def _reconcile(self, key: str, children_too: bool,
+                   known: dict[str, Any] | None = None) -> engine.Result:
         """engine.reconcile, with an unavailable API server waited out in place (a pause that
         doubles up to OUTAGE_PAUSE_MAX_SECONDS) rather than failed: an outage of the API
         server must not use up, or dead-letter, the retries of every object it touches.
-        Waiting here keeps the key's order; the worker's other keys would fail alike."""
+        Waiting here keeps the key's order; the worker's other keys would fail alike.
+        A `known` CR that has moved on (409) is dropped, and the CR read instead."""
         pauses = 0
         while True:
             try:
                 return engine.reconcile(self.writer, key, children_too=children_too,
-                                        options=self.options)
+                                        options=self.options, known=known)
             except Exception as failure:
+                if known is not None and conflicted(failure):
+                    self.known.pop(key, None)
+                    known = None
+                    continue
                 if not api_unavailable(failure):
                     raise
                 if self._stop.is_set():
@@ -468,23 +494,43 @@ class Reconciler:
         message_id = self.log_producer.send(record, partition_key=key)
         return str(message_id)
 
-    def _write_status(self, result: engine.Result, record_id: str) -> None:
+    def _write_status(self, result: engine.Result, record_id: str) -> engine.Result:
+        """Write the pass's status if it changed; returns the result whose `cr` is the CR as
+        now stored. A status computed from a known copy is written on condition that the CR
+        has not moved since; if it has, the refresh is done again from a read."""
         cr = result.cr
         assert cr is not None
         meta = cr["metadata"]
         kind, namespace, name = cr["kind"], meta["namespace"], meta["name"]
         if result.desired_status is None:
-            return
+            return result
         if result.changed:
             desired = {**result.desired_status, "lastReconcileMessageId": record_id}
             patch = engine.merge_patch(cr.get("status") or {}, desired)
-            self.writer.patch_status(kind, namespace, name, patch)
+            try:
+                stored = self.writer.patch_status(
+                    kind, namespace, name, patch,
+                    resource_version=meta["resourceVersion"] if result.from_known else None)
+            except Exception as failure:
+                if not (result.from_known and conflicted(failure)):
+                    raise
+                # Rare (the scaler wrote status, a label changed): the record already sent
+                # names this refresh, and the status written from the read points at it.
+                KNOWN_CONFLICTS.inc()
+                self.known.pop(result.key, None)
+                fresh = self._reconcile(result.key, children_too=False)
+                if fresh.gone or fresh.cr is None:
+                    return fresh
+                return self._write_status(fresh, record_id)
+            if stored is not None:
+                result.cr = stored
             changed = [f"{a.lower()} {k} {n}" for k, n, a in result.children if a != "UNCHANGED"]
             if changed:
                 self.writer.post_event(cr, "Normal", "Reconciled", "; ".join(changed))
         if result.mesh_owner:
             self.requests.send(json.dumps({"key": result.mesh_owner, "attempt": 0}).encode(),
                                partition_key=result.mesh_owner)
+        return result
 
     def _report_failure(self, key: str, error: str, attempt: int, dead: bool) -> None:
         """Ready=False on the CR with the reason; an Event on the first failure and at the end."""

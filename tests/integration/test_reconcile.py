@@ -8,8 +8,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pulsar
+import pytest
 
 from fmesh_events import devstack, events, pulsar_client
+from fmesh_events.reconcile.loop import KNOWN_CONFLICTS
 from fmesh_events.settings import Settings
 from tests.examples import EXAMPLES, documents, example
 from tests.integration.watch_helpers import (
@@ -339,3 +341,60 @@ def test_config_change_rolls_pods_and_immutable_change_replaces_the_statefulset(
     actions = [c["action"] for r in records for c in r["children"] if c["kind"] == "StatefulSet"]
     assert "UPDATED" in actions and "REPLACED" in actions
     assert all(r["outcome"] == "OK" for r in records), [r["error"] for r in records]
+
+
+def test_status_refresh_starts_from_the_known_cr_and_never_writes_over_a_newer_one(
+        stack: devstack.StackInfo, settings: Settings, namespace: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A status refresh after this process's own write reads only the StatefulSet; once
+    another writer has moved the CR, the refresh's conditional write is refused and it is
+    done again from a read, so what the other writer put in status is not overwritten."""
+    ws = watch_settings(settings, namespace)
+    docs = documents(EXAMPLES / "function.yaml")
+    for doc in docs:
+        doc["metadata"].pop("namespace", None)
+    name = next(d for d in docs if d["kind"] == "Function")["metadata"]["name"]
+    sts_name = f"{name}-function"
+
+    def status() -> dict[str, Any]:
+        return dict((_get(stack, "function", name, namespace) or {}).get("status") or {})
+
+    def scaled_to(replicas: int) -> bool:
+        now = status()
+        return now.get("replicas") == replicas and now.get("readyReplicas") == replicas
+
+    with InProcessWatcher(ws), reconciler(ws) as worker:
+        function_reads: list[str] = []
+        read = worker.writer.get
+
+        def counting_get(kind: str, ns: str, object_name: str) -> dict[str, Any] | None:
+            if kind == "Function":
+                function_reads.append(object_name)
+            return read(kind, ns, object_name)
+
+        monkeypatch.setattr(worker.writer, "get", counting_get)  # counts, then reads for real
+        for doc in docs:
+            stack.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(doc))
+        wait_for("Ready", lambda: _condition(_get(stack, "function", name, namespace),
+                                             "Ready").get("status") == "True", 60)
+        selector = status()["selector"]
+
+        # The StatefulSet moves; nobody else wrote the CR: refreshes need no read of it.
+        function_reads.clear()
+        stack.kubectl("scale", "statefulset", sts_name, "-n", namespace, "--replicas=2")
+        wait_for("status follows to 2", lambda: scaled_to(2), 60)
+        assert function_reads == []
+
+        # Another writer moves the CR's status, as a second reconciler does when the key
+        # was handed to it for a while and it reconciled a newer generation: the next
+        # refresh must speak from what it wrote, not put the older observedGeneration back.
+        conflicts = KNOWN_CONFLICTS._value.get()
+        newer = int(status()["observedGeneration"]) + 5
+        stack.kubectl("patch", "function", name, "-n", namespace, "--subresource=status",
+                      "--type=merge", "-p", json.dumps({"status": {"observedGeneration": newer}}))
+        stack.kubectl("scale", "statefulset", sts_name, "-n", namespace, "--replicas=3")
+        wait_for("status follows to 3", lambda: scaled_to(3), 60)
+        assert status()["observedGeneration"] == newer
+        assert status()["selector"] == selector
+        assert KNOWN_CONFLICTS._value.get() > conflicts
+        assert function_reads, "the refused refresh was done again from a read"
