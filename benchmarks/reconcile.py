@@ -3,7 +3,9 @@ every Function is Ready, for fmesh-events with 1 and with 3 reconciler processes
 kopf baseline (benchmarks/baselines/kopf_operator.py) rendering the same objects, side by side
 in one run against the same API server.
 
-Usage: python benchmarks/reconcile.py [--sizes 100,1000,5000] [--out FILE]
+Usage: python benchmarks/reconcile.py [--sizes 100,1000,5000] [--profile] [--out FILE]
+With --profile, py-spy samples every fmesh-events process of a run, and the result names the
+functions where their CPU went (own samples and samples under, in per cent).
 Uses the running dev stack (`fmesh-events dev up`), or starts one for the run. Figures go to
 benchmarks/results/reconcile.json (see docs/performance.md).
 """
@@ -15,6 +17,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,6 +33,8 @@ from benchmarks.bench_stack import bench_stack  # noqa: E402
 from fmesh_events import devstack, pulsar_client  # noqa: E402
 from fmesh_events.settings import Settings  # noqa: E402
 
+# py-spy from the bench extra, found beside this interpreter when its venv is not on PATH.
+PY_SPY = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
 WATCHED = ("functions", "statefulsets", "services", "configmaps")
 
 
@@ -71,8 +76,9 @@ def peak_rss_mib(pid: int) -> float:
     return 0.0
 
 
-def api_requests(stack: devstack.StackInfo) -> int:
-    """Non-watch requests the API server served on the resources the operators touch."""
+def api_requests(stack: devstack.StackInfo) -> dict[str, int]:
+    """Non-watch requests the API server served on the resources the operators touch, by
+    `resource[/subresource] VERB`."""
     kubeconfig = Path(str(stack.kubeconfig)).read_text()
     server = re.search(r"server: (\S+)", kubeconfig)
     token = re.search(r"token: (\S+)", kubeconfig)
@@ -83,15 +89,24 @@ def api_requests(stack: devstack.StackInfo) -> int:
                                      headers={"Authorization": f"Bearer {token.group(1)}"})
     body = urllib.request.urlopen(request, context=ssl._create_unverified_context(),
                                   timeout=10).read().decode()
-    total = 0
+    counts: dict[str, int] = {}
     for line in body.splitlines():
         if not line.startswith("apiserver_request_total{"):
             continue
         labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+        subresource = labels.get("subresource", "")
         if labels.get("resource") in WATCHED and labels.get("verb") not in ("WATCH", "LIST") \
-                and labels.get("subresource", "") in ("", "status"):
-            total += int(float(line.rsplit(" ", 1)[1]))
-    return total
+                and subresource in ("", "status"):
+            what = f"{labels['resource']}{'/' + subresource if subresource else ''} {labels['verb']}"
+            counts[what] = counts.get(what, 0) + int(float(line.rsplit(" ", 1)[1]))
+    return counts
+
+
+def per_function(before: dict[str, int], after: dict[str, int], n: int) -> dict[str, float]:
+    """Requests per Function during a run, by kind of request, largest first."""
+    moved = {what: after[what] - before.get(what, 0) for what in after}
+    return {what: round(count / n, 2)
+            for what, count in sorted(moved.items(), key=lambda item: -item[1]) if count}
 
 
 def ready_counts(stack: devstack.StackInfo, namespace: str) -> tuple[int, int]:
@@ -129,13 +144,68 @@ def start_operator(mode: str, settings: Settings, namespace: str, logdir: Path
     return procs
 
 
-def run_one(base: Settings, stack: devstack.StackInfo, n: int, mode: str) -> dict[str, Any]:
+def start_profilers(procs: list[subprocess.Popen[bytes]], logdir: Path
+                    ) -> list[tuple[subprocess.Popen[bytes], Path]]:
+    """py-spy on each process: collapsed stacks, written when the process exits."""
+    profilers = []
+    for proc in procs:
+        out = logdir / f"profile-{proc.pid}.txt"
+        profilers.append((subprocess.Popen(
+            [PY_SPY, "record", "--pid", str(proc.pid), "--format", "raw", "--rate", "200", "--gil",
+             "--nonblocking", "--output", str(out)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), out))
+    return profilers
+
+
+def frame_name(frame: str) -> str:
+    """`render (fmesh_events/reconcile/render.py:120)` -> `render (render.py)`."""
+    name, _, where = frame.partition(" (")
+    path = where.rstrip(")").rsplit(":", 1)[0]
+    parts = path.split("/")
+    short = "/".join(parts[-2:]) if "site-packages" not in path else \
+        "/".join(parts[parts.index("site-packages") + 1:][:2])
+    return f"{name} ({short})"
+
+
+def summarize_profile(files: list[Path], top: int = 15) -> dict[str, Any]:
+    """Own and cumulative share of the samples per function, over all the files."""
+    own: dict[str, int] = {}
+    under: dict[str, int] = {}
+    total = 0
+    for file in files:
+        if not file.exists():
+            continue
+        for line in file.read_text().splitlines():
+            stack, _, count_text = line.rpartition(" ")
+            if not stack or not count_text.isdigit():
+                continue
+            count = int(count_text)
+            frames = [frame_name(f) for f in stack.split(";") if " (" in f]
+            if not frames:
+                continue
+            total += count
+            own[frames[-1]] = own.get(frames[-1], 0) + count
+            for name in set(frames):
+                under[name] = under.get(name, 0) + count
+
+    def share(table: dict[str, int]) -> list[list[Any]]:
+        best = sorted(table.items(), key=lambda item: -item[1])[:top]
+        return [[name, round(100 * count / total, 1)] for name, count in best]
+
+    return {"samples": total, "own_percent": share(own) if total else [],
+            "under_percent": share(under) if total else []}
+
+
+def run_one(base: Settings, stack: devstack.StackInfo, n: int, mode: str,
+            profile: bool = False) -> dict[str, Any]:
     namespace = f"rb-{mode}-{n}-{secrets.token_hex(2)}"
     settings = base.model_copy(update={"system_namespace": f"public/rb-{secrets.token_hex(3)}"})
     pulsar_client.PulsarAdmin(settings).ensure_namespace(settings.system_namespace)
     devstack.create_namespace(stack, namespace)
     logdir = Path(tempfile.mkdtemp(prefix=f"rb-{mode}-"))
     procs = start_operator(mode, settings, namespace, logdir)
+    profilers = start_profilers(procs, logdir) if profile and mode != "kopf" else []
+    result: dict[str, Any] = {}
     try:
         time.sleep(5)  # let every process subscribe / start watching
         manifest = logdir / "functions.yaml"
@@ -162,7 +232,7 @@ def run_one(base: Settings, stack: devstack.StackInfo, n: int, mode: str) -> dic
                 break
             time.sleep(max(1.0, n / 1000))  # listing thousands of CRs loads the API server too
         took = time.monotonic() - started
-        requests = api_requests(stack) - before
+        requests = per_function(before, api_requests(stack), n)
         operator_cpu = sum(cpu_seconds(proc.pid) for proc in procs)
         peak_rss = sum(peak_rss_mib(proc.pid) for proc in procs)
         broker_cpu = cpu_seconds(broker) - broker_before \
@@ -170,7 +240,7 @@ def run_one(base: Settings, stack: devstack.StackInfo, n: int, mode: str) -> dic
         calls = [json.loads(line)["calls"] for f in logdir.glob("reconcile-*.log")
                  for line in f.read_text().splitlines()
                  if line.startswith("{") and '"reconciled"' in line]
-        return {
+        result = {
             "n": n, "mode": mode, "all_ready": ready == n and sts == n,
             "ready": ready, "statefulsets": sts,
             "apply_seconds": round(applied, 1),
@@ -181,7 +251,8 @@ def run_one(base: Settings, stack: devstack.StackInfo, n: int, mode: str) -> dic
             "reconciles": len(calls) if mode != "kopf" else None,
             "operator_api_calls_per_reconcile":
                 round(sum(calls) / len(calls), 2) if calls else None,
-            "api_requests_per_function": round(requests / n, 2),
+            "api_requests_per_function": round(sum(requests.values()), 2),
+            "api_requests_per_function_by_kind": requests,
             "reconciles_per_function": round(len(calls) / n, 2) if mode != "kopf" else None,
             # CPU from the start of the apply until all Ready (start-up before it included
             # for the operators: a few tenths of a second each).
@@ -189,6 +260,7 @@ def run_one(base: Settings, stack: devstack.StackInfo, n: int, mode: str) -> dic
             "broker_cpu_seconds": round(broker_cpu, 1) if broker_cpu is not None else None,
             "operator_peak_rss_mib": round(peak_rss),
         }
+        return result
     finally:
         for proc in procs:
             proc.terminate()
@@ -197,6 +269,13 @@ def run_one(base: Settings, stack: devstack.StackInfo, n: int, mode: str) -> dic
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        for profiler, _ in profilers:
+            try:
+                profiler.wait(30)
+            except subprocess.TimeoutExpired:
+                profiler.kill()
+        if profilers and result:
+            result["profile"] = summarize_profile([out for _, out in profilers])
         # Wait until the namespace is gone: its pods are deleted by the same
         # kube-controller-manager the next run depends on, so a run must not overlap the last
         # one's clean-up (that is what made an earlier run look 35% slower).
@@ -211,7 +290,11 @@ def main() -> None:
     parser.add_argument("--modes", default="kopf,fmesh-1,fmesh-3")
     parser.add_argument("--out", type=Path,
                         default=REPO / "benchmarks" / "results" / "reconcile.json")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample the fmesh-events processes with py-spy (the bench extra)")
     args = parser.parse_args()
+    if args.profile and not Path(PY_SPY).exists():
+        parser.error("--profile needs py-spy: pip install -e .[bench]")
     if "kopf" in args.modes.split(","):
         try:
             import kopf  # noqa: F401
@@ -222,7 +305,7 @@ def main() -> None:
         for n in (int(s) for s in args.sizes.split(",")):
             for mode in args.modes.split(","):
                 print(f"{mode}: {n} Functions ...", file=sys.stderr)
-                results.append(run_one(base, stack, n, mode))
+                results.append(run_one(base, stack, n, mode, args.profile))
                 print(json.dumps(results[-1]), file=sys.stderr)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"benchmark": "reconcile", "machine": f"{os.cpu_count()} cores",

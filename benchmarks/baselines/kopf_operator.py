@@ -48,7 +48,7 @@ def apply_children(body: kopf.Body, **_: Any) -> None:
 
 @kopf.on.event("apps", "v1", "statefulsets",
                labels={"compute.functionmesh.io/component": "function"})
-def statefulset_changed(body: kopf.Body, namespace: str, **_: Any) -> None:
+def statefulset_changed(body: kopf.Body, namespace: str | None, **_: Any) -> None:
     owner = body["metadata"]["labels"].get("compute.functionmesh.io/name")
     status = body.get("status") or {}
     ready = int(status.get("readyReplicas") or 0)
