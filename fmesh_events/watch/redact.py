@@ -100,7 +100,6 @@ def redact(obj: dict[str, Any]) -> dict[str, Any]:
                 result[field] = {k: redact_value(v) for k, v in result[field].items()}
     metadata = result.get("metadata")
     if isinstance(metadata, dict):
-        metadata.pop("managedFields", None)
         annotations = metadata.get("annotations")
         if isinstance(annotations, dict) and LAST_APPLIED in annotations:
             try:
