@@ -51,6 +51,8 @@ class Result:
     # The CR was the caller's copy, not read: every write from it must be conditional on
     # its resourceVersion.
     from_known: bool = False
+    # The StatefulSet the status was computed from (applied, read, or the caller's newest).
+    statefulset: dict[str, Any] | None = None
 
     @property
     def changed(self) -> bool:
@@ -126,12 +128,14 @@ def fingerprint(obj: dict[str, Any]) -> str:
 
 
 def reconcile(writer: KubeWriter, key: str, children_too: bool = True,
-              options: Options | None = None, known: dict[str, Any] | None = None) -> Result:
+              options: Options | None = None, known: dict[str, Any] | None = None,
+              statefulset: dict[str, Any] | None = None) -> Result:
     """Make the cluster match the CR named by `key`. `children_too=False` (pod-events)
     refreshes status only, and may start from `known`, the CR as the caller last read or
     wrote it, instead of reading it: what it writes from it is conditional on its
     resourceVersion (the finalizer patch here, the status write by the caller), so a copy
-    that has moved on is refused (409), never written from."""
+    that has moved on is refused (409), never written from. With `known`, `statefulset` is
+    the newest StatefulSet the caller has seen, read, or applied, used instead of a read."""
     options = options or Options()
     kind, namespace, name = key.split("/", 2)
     result = Result(key=key)
@@ -164,7 +168,8 @@ def reconcile(writer: KubeWriter, key: str, children_too: bool = True,
         _reconcile_mesh(writer, model, cr, result, options)
     else:
         assert isinstance(model, models.Function | models.Source | models.Sink)
-        _reconcile_workload(writer, model, cr, result, children_too, options)
+        _reconcile_workload(writer, model, cr, result, children_too, options,
+                            statefulset if result.from_known else None)
     return result
 
 
@@ -281,7 +286,8 @@ def _apply_mesh_child(writer: KubeWriter, desired: dict[str, Any], existing: dic
 
 
 def _reconcile_workload(writer: KubeWriter, model: Any, cr: dict[str, Any], result: Result,
-                        children_too: bool, options: Options) -> None:
+                        children_too: bool, options: Options,
+                        statefulset: dict[str, Any] | None = None) -> None:
     meta = cr["metadata"]
     namespace = meta["namespace"]
     config_map = model.spec.pulsar.pulsar_config
@@ -290,7 +296,6 @@ def _reconcile_workload(writer: KubeWriter, model: Any, cr: dict[str, Any], resu
             f"ConfigMap {config_map!r} named by spec.pulsar.pulsarConfig does not exist in "
             f"namespace {namespace!r}: create it with webServiceURL and brokerServiceURL")
     _ensure_finalizer(writer, model, cr)
-    statefulset = None
     first_time = not (cr.get("status") or {}).get("observedGeneration")
     if children_too:
         children = render.render_workload(model)
@@ -307,6 +312,7 @@ def _reconcile_workload(writer: KubeWriter, model: Any, cr: dict[str, Any], resu
                 statefulset = stored
     if statefulset is None:
         statefulset = writer.get("StatefulSet", namespace, render.statefulset_name(model))
+    result.statefulset = statefulset
     sts_status = (statefulset or {}).get("status") or {}
     wanted = model.spec.replica_count
     ready = int(sts_status.get("readyReplicas") or 0)

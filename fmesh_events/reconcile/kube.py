@@ -32,6 +32,19 @@ def _body(response: Any) -> dict[str, Any]:
     return parsed
 
 
+def resource_version_number(obj: dict[str, Any] | None) -> int | None:
+    """An object's resourceVersion as a number, or None when it is not one.
+
+    Kubernetes 1.35 made resourceVersions of one resource comparable (KEP-5504): a positive
+    integer without leading zeros, larger for a later write; etcd-backed API servers always
+    gave them so. Anything else (another storage, an aggregated API) is not comparable, and
+    the caller reads instead of trusting a copy."""
+    value = str(((obj or {}).get("metadata") or {}).get("resourceVersion") or "")
+    if not value.isdigit() or value.startswith("0") or not value.isascii():
+        return None
+    return int(value)
+
+
 class KubeWriter:
     def __init__(self, api: client.ApiClient) -> None:
         self.dynamic = dynamic.DynamicClient(api)

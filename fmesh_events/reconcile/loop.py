@@ -31,7 +31,7 @@ from fmesh_events.events import ChangeEvent, EventType
 from fmesh_events.pulsar_client import ClusterPool, PulsarAdminError, why_not
 from fmesh_events.pulsar_identity import PulsarIdentity
 from fmesh_events.reconcile import cleanup, engine
-from fmesh_events.reconcile.kube import KubeWriter
+from fmesh_events.reconcile.kube import KubeWriter, resource_version_number
 
 log = logging.getLogger("fmesh_events.reconcile")
 
@@ -71,23 +71,27 @@ def conflicted(failure: BaseException) -> bool:
     return getattr(failure, "status", None) == 409
 
 
-def decode_change(data: bytes, topic: str) -> ChangeEvent:
-    """A change event this reconciler can act on, or events.Undecodable: beyond decoding, a
-    version it knows, an object that is JSON, and a key that names a CR (on resource-events,
-    the event's own object)."""
+def decode_change(data: bytes, topic: str) -> tuple[ChangeEvent, dict[str, Any] | None]:
+    """A change event this reconciler can act on and its object, or events.Undecodable:
+    beyond decoding, a version it knows, an object that is JSON, and a key that names a CR
+    (on resource-events, the event's own object). A Pod's object is not parsed (None): the
+    largest objects and most of pod-events, never read here."""
     event = events.decode(data, newest=events.EVENT_VERSION)
+    pods = topic.endswith(events.POD_EVENTS)
+    if pods and event.kind == "Pod":
+        events.check_key(event.key, engine.WORKLOAD_KINDS)
+        return event, None
     try:
         obj = event.obj()
     except ValueError as error:
         raise events.Undecodable(f"not a ChangeEvent: its object is not JSON: {error}") from error
     if not isinstance(obj, dict):
         raise events.Undecodable("not a ChangeEvent: its object is not a JSON object")
-    pods = topic.endswith(events.POD_EVENTS)
     events.check_key(event.key, engine.WORKLOAD_KINDS if pods else CR_KINDS)
     if not pods and event.key != f"{event.kind}/{event.namespace}/{event.name}":
         raise events.Undecodable(f"key {event.key!r} does not name the event's object "
                                  f"{event.kind}/{event.namespace}/{event.name}")
-    return event
+    return event, obj
 
 
 def decode_request(data: bytes) -> tuple[str, int]:
@@ -170,6 +174,38 @@ class KeyedLane:
             return taken
 
 
+class NewestStatefulSets:
+    """Each key's newest StatefulSet, as far as this process knows, for status refreshes
+    to use instead of a read.
+
+    A copy read or applied is live. An event's copy is kept only when it is newer than one
+    of those (resourceVersions compared as numbers, see resource_version_number): an event
+    may be old (a replay, a backlog, a redelivery), and a status written from it would go
+    back in time. Until this process has a live copy of a key, its refreshes read."""
+
+    def __init__(self) -> None:
+        self._newest: dict[str, tuple[int, dict[str, Any]]] = {}
+
+    def saw(self, key: str, statefulset: dict[str, Any], live: bool) -> None:
+        number = resource_version_number(statefulset)
+        newest = self._newest.get(key)
+        if number is None:  # not comparable: read
+            self._newest.pop(key, None)
+        elif (live and newest is None) or (newest is not None and number > newest[0]):
+            meta = statefulset.get("metadata") or {}
+            self._newest[key] = (number, {  # what a status refresh uses, no more
+                "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace"),
+                             "resourceVersion": meta.get("resourceVersion")},
+                "status": statefulset.get("status") or {}})
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        newest = self._newest.get(key)
+        return None if newest is None else newest[1]
+
+    def forget(self, key: str) -> None:
+        self._newest.pop(key, None)
+
+
 CLEANUP_SESSION_IDLE_SECONDS = 600.0
 
 
@@ -209,6 +245,8 @@ class Reconciler:
         # Each key's CR as this process last read or wrote it (managedFields left out): a
         # status refresh starts from it instead of a read, and writes conditionally on it.
         self.known: dict[str, dict[str, Any]] = {}
+        # Each key's newest StatefulSet: a status refresh from the known CR uses it.
+        self.statefulsets = NewestStatefulSets()
         self._stop = threading.Event()
         models.allow_deep_objects()  # read back whatever the API server stores
 
@@ -320,8 +358,9 @@ class Reconciler:
         calls_before = self.writer.calls
         outcome, error, result = "OK", None, None
         try:
-            result = self._reconcile(key, trigger.children_too,
-                                     None if trigger.children_too else self.known.get(key))
+            known = None if trigger.children_too else self.known.get(key)
+            result = self._reconcile(key, trigger.children_too, known,
+                                     None if known is None else self.statefulsets.get(key))
             outcome = "GONE" if result.gone else "OK"
         except (engine.ReconcileError, client.ApiException, TimeoutError, OSError) as failure:
             error = _describe(failure)
@@ -341,6 +380,10 @@ class Reconciler:
             result = self._write_status(result, record_id)
         self._observe(key, result, outcome)
         self._know(key, result, outcome)
+        if result is not None and result.statefulset is not None:
+            self.statefulsets.saw(key, result.statefulset, live=True)
+        elif result is not None and result.gone:
+            self.statefulsets.forget(key)
         for acked, _t in triggered:
             self.consumer.acknowledge(acked)
         self.handled += len(triggered)
@@ -368,7 +411,8 @@ class Reconciler:
         self.known[key] = cr
 
     def _reconcile(self, key: str, children_too: bool,
-                   known: dict[str, Any] | None = None) -> engine.Result:
+                   known: dict[str, Any] | None = None,
+                   statefulset: dict[str, Any] | None = None) -> engine.Result:
         """engine.reconcile, with an unavailable API server waited out in place (a pause that
         doubles up to OUTAGE_PAUSE_MAX_SECONDS) rather than failed: an outage of the API
         server must not use up, or dead-letter, the retries of every object it touches.
@@ -378,11 +422,12 @@ class Reconciler:
         while True:
             try:
                 return engine.reconcile(self.writer, key, children_too=children_too,
-                                        options=self.options, known=known)
+                                        options=self.options, known=known,
+                                        statefulset=statefulset)
             except Exception as failure:
                 if known is not None and conflicted(failure):
                     self.known.pop(key, None)
-                    known = None
+                    known = statefulset = None
                     continue
                 if not api_unavailable(failure):
                     raise
@@ -433,29 +478,36 @@ class Reconciler:
             if topic.endswith(events.RECONCILE_REQUESTS):
                 key, attempt = decode_request(message.data())
                 return Trigger(key, attempt)
-            event = decode_change(message.data(), topic)
+            event, obj = decode_change(message.data(), topic)
         except Exception as error:  # Undecodable, or a decoder surprised by what it read
             self._dead_letter(message, f"undecodable message: {error}")
             return None
         if topic.endswith(events.POD_EVENTS):
             # Readiness in status comes from the StatefulSet's readyReplicas, which moves
-            # after the pods do: its events are the ones to follow. Nothing to do for a key
-            # given up on.
-            if event.kind != "StatefulSet" or event.key in self.given_up:
+            # after the pods do: its events are the ones to follow.
+            if event.kind != "StatefulSet" or obj is None:
                 return None
-            # The event's own copy is not written from: it may be old (a replay, a backlog),
-            # and level-triggered means status comes from the StatefulSet as it is now. Its
-            # counts only say whether a refresh can be skipped: an old copy whose counts
-            # differ from the last pass's costs a refresh, one whose counts match costs
-            # nothing, and the newest event is always still to come.
-            sts_status = event.obj().get("status") or {}
+            # The event's copy may be old (a replay, a backlog): it is written from only
+            # when newer than a copy read or applied (NewestStatefulSets), which is kept up
+            # to date even for a key given up on (nothing else to do for one). Its counts
+            # say whether a refresh can be skipped: an old copy whose counts differ from the
+            # last pass's costs a refresh, one whose counts match costs nothing, and the
+            # newest event is always still to come.
+            statefulset = obj
+            if event.type == EventType.DELETED:
+                self.statefulsets.forget(event.key)
+            else:
+                self.statefulsets.saw(event.key, statefulset, live=False)
+            if event.key in self.given_up:
+                return None
+            sts_status = statefulset.get("status") or {}
             observed = None if event.type == EventType.DELETED else (
                 int(sts_status.get("replicas") or 0), int(sts_status.get("readyReplicas") or 0))
             return Trigger(event.key, children_too=False, observed=observed)
         known = event.key in self.generations
         if event.type == EventType.MODIFIED and known and \
                 self.generations[event.key] == event.generation and \
-                "deletionTimestamp" not in event.obj().get("metadata", {}):
+                "deletionTimestamp" not in (obj or {}).get("metadata", {}):
             return None
         return Trigger(event.key, generation=event.generation)
 

@@ -17,6 +17,7 @@ from tests.examples import EXAMPLES, documents, example
 from tests.integration.watch_helpers import (
     InProcessWatcher,
     read_messages,
+    read_topic,
     reconciler,
     wait_for,
     watch_settings,
@@ -346,9 +347,11 @@ def test_config_change_rolls_pods_and_immutable_change_replaces_the_statefulset(
 def test_status_refresh_starts_from_the_known_cr_and_never_writes_over_a_newer_one(
         stack: devstack.StackInfo, settings: Settings, namespace: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """A status refresh after this process's own write reads only the StatefulSet; once
-    another writer has moved the CR, the refresh's conditional write is refused and it is
-    done again from a read, so what the other writer put in status is not overwritten."""
+    """A status refresh after this process's own writes reads nothing: the CR is the copy
+    it wrote, the StatefulSet the event's copy, newer than the one it applied. An old
+    StatefulSet event (a replay) never takes status back. Once another writer has moved the
+    CR, the refresh's conditional write is refused and it is done again from a read, so what
+    the other writer put in status is not overwritten."""
     ws = watch_settings(settings, namespace)
     docs = documents(EXAMPLES / "function.yaml")
     for doc in docs:
@@ -363,38 +366,63 @@ def test_status_refresh_starts_from_the_known_cr_and_never_writes_over_a_newer_o
         now = status()
         return now.get("replicas") == replicas and now.get("readyReplicas") == replicas
 
-    with InProcessWatcher(ws), reconciler(ws) as worker:
+    pulsar_client.PulsarAdmin(ws).ensure_namespace(ws.system_namespace)  # before the watcher
+    with reconciler(ws) as worker:
         function_reads: list[str] = []
+        statefulset_reads: list[str] = []
         read = worker.writer.get
 
         def counting_get(kind: str, ns: str, object_name: str) -> dict[str, Any] | None:
             if kind == "Function":
                 function_reads.append(object_name)
+            if kind == "StatefulSet":
+                statefulset_reads.append(object_name)
             return read(kind, ns, object_name)
 
         monkeypatch.setattr(worker.writer, "get", counting_get)  # counts, then reads for real
-        for doc in docs:
-            stack.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(doc))
-        wait_for("Ready", lambda: _condition(_get(stack, "function", name, namespace),
-                                             "Ready").get("status") == "True", 60)
-        selector = status()["selector"]
+        with InProcessWatcher(ws):
+            for doc in docs:
+                stack.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(doc))
+            wait_for("Ready", lambda: _condition(_get(stack, "function", name, namespace),
+                                                 "Ready").get("status") == "True", 60)
+            selector = status()["selector"]
 
-        # The StatefulSet moves; nobody else wrote the CR: refreshes need no read of it.
+            # The StatefulSet moves; nobody else wrote the CR: refreshes read nothing.
+            function_reads.clear()
+            statefulset_reads.clear()
+            stack.kubectl("scale", "statefulset", sts_name, "-n", namespace, "--replicas=2")
+            wait_for("status follows to 2", lambda: scaled_to(2), 60)
+            assert function_reads == [] and statefulset_reads == []
+
+            # Another writer moves the CR's status, as a second reconciler does when the key
+            # was handed to it for a while and it reconciled a newer generation: the next
+            # refresh must speak from what it wrote, not put the older observedGeneration back.
+            conflicts = KNOWN_CONFLICTS._value.get()
+            newer = int(status()["observedGeneration"]) + 5
+            stack.kubectl("patch", "function", name, "-n", namespace, "--subresource=status",
+                          "--type=merge", "-p", json.dumps({"status": {"observedGeneration": newer}}))
+            stack.kubectl("scale", "statefulset", sts_name, "-n", namespace, "--replicas=3")
+            wait_for("status follows to 3", lambda: scaled_to(3), 60)
+            assert status()["observedGeneration"] == newer
+            assert status()["selector"] == selector
+            assert KNOWN_CONFLICTS._value.get() > conflicts
+            assert function_reads, "the refused refresh was done again from a read"
+
+        # An old StatefulSet event comes again (a replay, published once the watcher has
+        # stopped: it alone may publish). Its copy, at one replica, is older than the
+        # newest this process has seen: status stays at three, and nothing is read.
         function_reads.clear()
-        stack.kubectl("scale", "statefulset", sts_name, "-n", namespace, "--replicas=2")
-        wait_for("status follows to 2", lambda: scaled_to(2), 60)
-        assert function_reads == []
-
-        # Another writer moves the CR's status, as a second reconciler does when the key
-        # was handed to it for a while and it reconciled a newer generation: the next
-        # refresh must speak from what it wrote, not put the older observedGeneration back.
-        conflicts = KNOWN_CONFLICTS._value.get()
-        newer = int(status()["observedGeneration"]) + 5
-        stack.kubectl("patch", "function", name, "-n", namespace, "--subresource=status",
-                      "--type=merge", "-p", json.dumps({"status": {"observedGeneration": newer}}))
-        stack.kubectl("scale", "statefulset", sts_name, "-n", namespace, "--replicas=3")
-        wait_for("status follows to 3", lambda: scaled_to(3), 60)
-        assert status()["observedGeneration"] == newer
-        assert status()["selector"] == selector
-        assert KNOWN_CONFLICTS._value.get() > conflicts
-        assert function_reads, "the refused refresh was done again from a read"
+        statefulset_reads.clear()
+        old = next(m for m, e in read_topic(ws, events.POD_EVENTS)
+                   if e.kind == "StatefulSet" and e.name == sts_name and
+                   (e.obj().get("status") or {}).get("readyReplicas") == 1)
+        replayer = pulsar_client.connect(ws)
+        try:
+            producer = replayer.create_producer(ws.topic(events.POD_EVENTS))
+            replayed = str(producer.send(old.data(), partition_key=old.partition_key()))
+        finally:
+            replayer.close()
+        wait_for("the old event handled", lambda: any(
+            r["triggerMessageId"] == replayed for r in _read(ws, events.RECONCILE_LOG)), 30)
+        assert scaled_to(3), status()
+        assert function_reads == [] and statefulset_reads == []

@@ -1,6 +1,7 @@
 """Fewer API calls per Function: folding the queued triggers of one key into one pass (what
-the pass must do, the lane that hands a key's messages over together), and the pulsarConfig
-ConfigMap read once per TTL rather than once per reconcile."""
+the pass must do, the lane that hands a key's messages over together), the pulsarConfig
+ConfigMap read once per TTL rather than once per reconcile, and the newest StatefulSet
+copy a status refresh uses instead of a read."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import threading
 import pytest
 
 from fmesh_events.reconcile import engine
-from fmesh_events.reconcile.loop import KeyedLane, Trigger, fold
+from fmesh_events.reconcile.kube import resource_version_number
+from fmesh_events.reconcile.loop import KeyedLane, NewestStatefulSets, Trigger, fold
 
 KEY = "Function/ns/f"
 
@@ -110,3 +112,44 @@ def test_a_missing_config_map_is_asked_for_every_time() -> None:
     reader.names.add("later")  # created: the next reconcile finds it at once
     assert engine._config_map_exists(reader, options, "ns", "later")  # type: ignore[arg-type]
     assert reader.gets == 2
+
+
+def _statefulset(resource_version: str, ready: int) -> dict[str, object]:
+    return {"metadata": {"name": "f-function", "namespace": "ns",
+                         "resourceVersion": resource_version, "managedFields": [{}]},
+            "spec": {"replicas": 3}, "status": {"replicas": 3, "readyReplicas": ready}}
+
+
+@pytest.mark.parametrize(("value", "number"), [
+    ("1", 1), ("12345678901234567890", 12345678901234567890),
+    ("0", None), ("012", None), ("", None), ("12a", None), ("-3", None), ("١٢", None),
+])
+def test_a_resource_version_is_a_number_only_as_kep_5504_writes_one(
+        value: str, number: int | None) -> None:
+    assert resource_version_number({"metadata": {"resourceVersion": value}}) == number
+
+
+def test_an_event_copy_counts_only_once_a_live_copy_is_known() -> None:
+    newest = NewestStatefulSets()
+    newest.saw(KEY, _statefulset("120", ready=3), live=False)  # a replay after a restart?
+    assert newest.get(KEY) is None
+    newest.saw(KEY, _statefulset("100", ready=1), live=True)
+    newest.saw(KEY, _statefulset("90", ready=0), live=False)  # older than the live one
+    newest.saw(KEY, _statefulset("100", ready=0), live=False)  # the same version again
+    assert newest.get(KEY) == {"metadata": {"name": "f-function", "namespace": "ns",
+                                            "resourceVersion": "100"},
+                               "status": {"replicas": 3, "readyReplicas": 1}}
+    newest.saw(KEY, _statefulset("101", ready=2), live=False)  # newer: the status to write
+    newest.saw(KEY, _statefulset("99", ready=0), live=True)  # never goes back
+    assert (newest.get(KEY) or {})["status"]["readyReplicas"] == 2
+
+
+def test_a_copy_whose_version_is_no_number_or_a_forgotten_key_means_a_read() -> None:
+    newest = NewestStatefulSets()
+    newest.saw(KEY, _statefulset("100", ready=1), live=True)
+    newest.saw(KEY, _statefulset("opaque", ready=1), live=False)
+    assert newest.get(KEY) is None
+    newest.saw(KEY, _statefulset("100", ready=1), live=True)
+    newest.forget(KEY)  # the StatefulSet or its CR was deleted
+    newest.saw(KEY, _statefulset("101", ready=1), live=False)
+    assert newest.get(KEY) is None
