@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.bench_stack import bench_stack  # noqa: E402
-from fmesh_events import devstack, pulsar_client  # noqa: E402
+from fmesh_events import devstack, events, pulsar_client  # noqa: E402
 from fmesh_events.settings import Settings  # noqa: E402
 
 # py-spy from the bench extra, found beside this interpreter when its venv is not on PATH.
@@ -196,6 +196,21 @@ def summarize_profile(files: list[Path], top: int = 15) -> dict[str, Any]:
             "under_percent": share(under) if total else []}
 
 
+def audit_trail(settings: Settings) -> tuple[int, int]:
+    """(messages published, bytes stored) on the topics the watcher and reconcilers write."""
+    admin = pulsar_client.PulsarAdmin(settings)
+    messages = stored = 0
+    try:
+        for topic in (events.RESOURCE_EVENTS, events.POD_EVENTS, events.RECONCILE_LOG):
+            path = "/admin/v2/" + settings.topic(topic).replace("://", "/", 1) + "/stats"
+            stats = admin.request("GET", path, ok=(200, 404)) or {}
+            messages += int(stats.get("msgInCounter") or 0)
+            stored += int(stats.get("storageSize") or 0)
+    finally:
+        admin.close()
+    return messages, stored
+
+
 def run_one(base: Settings, stack: devstack.StackInfo, n: int, mode: str,
             profile: bool = False) -> dict[str, Any]:
     namespace = f"rb-{mode}-{n}-{secrets.token_hex(2)}"
@@ -237,6 +252,7 @@ def run_one(base: Settings, stack: devstack.StackInfo, n: int, mode: str,
         peak_rss = sum(peak_rss_mib(proc.pid) for proc in procs)
         broker_cpu = cpu_seconds(broker) - broker_before \
             if broker and broker_before is not None else None
+        messages, stored = audit_trail(settings) if mode != "kopf" else (0, 0)
         calls = [json.loads(line)["calls"] for f in logdir.glob("reconcile-*.log")
                  for line in f.read_text().splitlines()
                  if line.startswith("{") and '"reconciled"' in line]
@@ -259,6 +275,10 @@ def run_one(base: Settings, stack: devstack.StackInfo, n: int, mode: str,
             "operator_cpu_seconds": round(operator_cpu, 1),
             "broker_cpu_seconds": round(broker_cpu, 1) if broker_cpu is not None else None,
             "operator_peak_rss_mib": round(peak_rss),
+            # The audit trail: messages on the operator's topics, and the bytes the broker
+            # stores for them (compressed as sent).
+            "broker_messages_per_function": round(messages / n, 2) if mode != "kopf" else None,
+            "audit_kib_per_function": round(stored / n / 1024, 2) if mode != "kopf" else None,
         }
         return result
     finally:
@@ -312,13 +332,15 @@ def main() -> None:
                                     "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                     "results": results}, indent=2) + "\n")
     print(f"{'N':>6} {'mode':>8} {'all STS s':>9} {'Ready s':>8} {'op CPU s':>8} "
-          f"{'broker CPU s':>12} {'RSS MiB':>7} {'API req/fn':>10} {'rec/fn':>6} {'calls/rec':>9}")
+          f"{'broker CPU s':>12} {'RSS MiB':>7} {'API req/fn':>10} {'rec/fn':>6} {'calls/rec':>9} "
+          f"{'msg/fn':>6} {'KiB/fn':>6}")
     for r in results:
         print(f"{r['n']:>6} {r['mode']:>8} {r['seconds_to_all_statefulsets']!s:>9} "
               f"{r['seconds_to_all_ready']:>8} {r['operator_cpu_seconds']:>8} "
               f"{r['broker_cpu_seconds']!s:>12} {r['operator_peak_rss_mib']:>7} "
               f"{r['api_requests_per_function']:>10} {r['reconciles_per_function']!s:>6} "
-              f"{r['operator_api_calls_per_reconcile']!s:>9}")
+              f"{r['operator_api_calls_per_reconcile']!s:>9} "
+              f"{r.get('broker_messages_per_function')!s:>6} {r.get('audit_kib_per_function')!s:>6}")
     print(f"written to {args.out}")
 
 
