@@ -108,6 +108,7 @@ class TopicPublisher:
             batching_enabled=True,
             batching_type=pulsar.BatchingType.KeyBased,  # Key_Shared consumers need it
             batching_max_publish_delay_ms=5,
+            compression_type=pulsar.CompressionType.LZ4,
         )
         self._last_sequence_id = int(self.producer.last_sequence_id())
 
