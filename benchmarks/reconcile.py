@@ -202,7 +202,7 @@ def audit_trail(settings: Settings) -> tuple[int, int]:
     messages = stored = 0
     try:
         for topic in (events.RESOURCE_EVENTS, events.POD_EVENTS, events.RECONCILE_LOG):
-            path = "/admin/v2/" + settings.topic(topic).replace("://", "/", 1) + "/stats"
+            path = pulsar_client.admin_topic_path(settings.topic(topic)) + "/stats"
             stats = admin.request("GET", path, ok=(200, 404)) or {}
             messages += int(stats.get("msgInCounter") or 0)
             stored += int(stats.get("storageSize") or 0)

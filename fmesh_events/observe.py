@@ -72,7 +72,7 @@ class OwnBacklog(Collector):
                                    labels=["topic", "subscription"])
         admin = pulsar_client.PulsarAdmin(self.settings)
         for topic, subscription in OWN_SUBSCRIPTIONS:
-            path = "/admin/v2/" + self.settings.topic(topic).replace("://", "/", 1) + "/stats"
+            path = pulsar_client.admin_topic_path(self.settings.topic(topic)) + "/stats"
             try:
                 stats = admin.request("GET", path, ok=(200, 404)) or {}
                 found = (stats.get("subscriptions") or {}).get(subscription)

@@ -197,6 +197,12 @@ class _OAuth2Bearer:
                                    "the issuer's answer has no access_token") from None
 
 
+def admin_topic_path(topic: str) -> str:
+    """The admin REST v2 path of a topic: persistent://t/ns/x -> /admin/v2/persistent/t/ns/x."""
+    scheme, _, rest = topic.partition("://")
+    return f"/admin/v2/{scheme}/{rest}"
+
+
 class PulsarAdmin:
     """The few admin REST v2 calls the operator makes, with the client's auth and TLS."""
 

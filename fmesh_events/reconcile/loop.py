@@ -493,14 +493,13 @@ class Reconciler:
             # say whether a refresh can be skipped: an old copy whose counts differ from the
             # last pass's costs a refresh, one whose counts match costs nothing, and the
             # newest event is always still to come.
-            statefulset = obj
             if event.type == EventType.DELETED:
                 self.statefulsets.forget(event.key)
             else:
-                self.statefulsets.saw(event.key, statefulset, live=False)
+                self.statefulsets.saw(event.key, obj, live=False)
             if event.key in self.given_up:
                 return None
-            sts_status = statefulset.get("status") or {}
+            sts_status = obj.get("status") or {}
             observed = None if event.type == EventType.DELETED else (
                 int(sts_status.get("replicas") or 0), int(sts_status.get("readyReplicas") or 0))
             return Trigger(event.key, children_too=False, observed=observed)

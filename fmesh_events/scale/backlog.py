@@ -12,7 +12,7 @@ from typing import Any
 
 import urllib3
 
-from fmesh_events.pulsar_client import PulsarAdmin, PulsarAdminError, why_not
+from fmesh_events.pulsar_client import PulsarAdmin, PulsarAdminError, admin_topic_path, why_not
 
 METADATA_TTL_SECONDS = 300.0  # partition counts and pattern matches change rarely
 # A cluster that refused (401/403) or did not answer is not asked again for this long: one
@@ -26,11 +26,6 @@ class TopicBacklog:
     topic: str
     backlog: int | None  # None: unknown, see `missing`
     missing: str | None = None
-
-
-def _rest(topic: str) -> str:
-    scheme, _, rest = topic.partition("://")
-    return f"{scheme}/{rest}"
 
 
 class ClusterRefused(RuntimeError):
@@ -78,7 +73,7 @@ class BacklogReader:
         cached = self._partitions.get(topic)
         if cached and time.monotonic() - cached[0] < METADATA_TTL_SECONDS:
             return cached[1]
-        answer = self._get(f"/admin/v2/{_rest(topic)}/partitions")
+        answer = self._get(f"{admin_topic_path(topic)}/partitions")
         count = int((answer or {}).get("partitions", 0)) if isinstance(answer, dict) else 0
         self._partitions[topic] = (time.monotonic(), count)
         return count
@@ -88,7 +83,7 @@ class BacklogReader:
         try:
             partitioned = self.partitions(topic) > 0
             suffix = "partitioned-stats" if partitioned else "stats"
-            stats = self._get(f"/admin/v2/{_rest(topic)}/{suffix}")
+            stats = self._get(f"{admin_topic_path(topic)}/{suffix}")
         except ClusterRefused as refused:
             return TopicBacklog(topic, None, str(refused))
         except (PulsarAdminError, OSError) as error:
@@ -103,8 +98,7 @@ class BacklogReader:
 
     def resolve(self, pattern: str) -> list[str]:
         """Topics of the pattern's namespace whose name matches it (partitions folded)."""
-        rest = _rest(pattern)
-        scheme, tenant, namespace = rest.split("/")[:3]
+        scheme, tenant, namespace = admin_topic_path(pattern).split("/")[3:6]
         ns_key = f"{scheme}/{tenant}/{namespace}"
         cached = self._namespaces.get(ns_key)
         if cached and time.monotonic() - cached[0] < METADATA_TTL_SECONDS / 5:
